@@ -8,9 +8,10 @@ FORBIDDEN = (".venv/", ".cache/", ".lab/", ".git/", "collections/", "reports/", 
 
 def main(path: str) -> int:
     with tarfile.open(path) as tar:
-        names = tar.getnames()
+        members = tar.getmembers()
+    names = [m.name for m in members]
     bad = [n for n in names if any(f in n + "/" for f in FORBIDDEN) or n.endswith((".pyc", ".tar.gz", ".whl"))]
-    big = [m.name for m in tarfile.open(path).getmembers() if m.size > 2_000_000]
+    big = [m.name for m in members if m.size > 2_000_000]
     if bad or big:
         print(f"{path}: unexpected members: {bad[:20]} large: {big[:20]}")
         return 1

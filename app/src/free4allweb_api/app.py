@@ -13,7 +13,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from free4allweb_api import metrics, migrations
@@ -55,15 +55,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     metrics.FAULTS_ACTIVE.set(1 if settings.faults.active else 0)
 
     async def health(request: Request) -> Response:
-        return json_response(
-            {"status": "ok", "version": settings.version, "colour": settings.colour}
-        )
+        return json_response({"status": "ok", "version": settings.version, "colour": settings.colour})
 
     async def ready(request: Request) -> Response:
         if settings.faults.ready_fail:
-            return json_response(
-                {"ready": False, "reason": "readiness forced to fail by fault injection"}, 503
-            )
+            return json_response({"ready": False, "reason": "readiness forced to fail by fault injection"}, 503)
         try:
             async with asyncio.timeout(settings.db_timeout_s):
                 async with pool.connection() as conn:
@@ -77,9 +73,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             return json_response({"ready": False, "reason": f"database: {exc or type(exc).__name__}"}, 503)
         missing = len(migrations.available()) - row["n"]
         if missing:
-            return json_response(
-                {"ready": False, "reason": f"database schema is {missing} migration(s) behind"}, 503
-            )
+            return json_response({"ready": False, "reason": f"database schema is {missing} migration(s) behind"}, 503)
         return json_response({"ready": True, "version": settings.version})
 
     async def metrics_endpoint(request: Request) -> Response:
@@ -97,8 +91,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         async with pool.connection() as conn:
             if status:
                 cur = await conn.execute(
-                    f"SELECT {GAME_COLUMNS} FROM games WHERE status = %s"
-                    " ORDER BY starts_at DESC, id DESC LIMIT %s",
+                    f"SELECT {GAME_COLUMNS} FROM games WHERE status = %s ORDER BY starts_at DESC, id DESC LIMIT %s",
                     (status, limit),
                 )
             else:
@@ -117,17 +110,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             return problem(400, "body must be JSON with home_team and away_team")
         if not home or not away or home == away:
             return problem(400, "home_team and away_team must be two different, non-empty names")
-        async with pool.connection() as conn:
-            async with conn.transaction():
-                for team in (home, away):
-                    await conn.execute(
-                        "INSERT INTO teams (name) VALUES (%s) ON CONFLICT (name) DO NOTHING", (team,)
-                    )
-                cur = await conn.execute(
-                    f"INSERT INTO games (home_team, away_team) VALUES (%s, %s) RETURNING {GAME_COLUMNS}",
-                    (home, away),
-                )
-                game = await cur.fetchone()
+        async with pool.connection() as conn, conn.transaction():
+            for team in (home, away):
+                await conn.execute("INSERT INTO teams (name) VALUES (%s) ON CONFLICT (name) DO NOTHING", (team,))
+            cur = await conn.execute(
+                f"INSERT INTO games (home_team, away_team) VALUES (%s, %s) RETURNING {GAME_COLUMNS}",
+                (home, away),
+            )
+            game = await cur.fetchone()
         return json_response(game, 201)
 
     async def get_game(request: Request) -> Response:
@@ -147,17 +137,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
             return problem(400, "body must be JSON with integer home_score and away_score")
         if home_score < 0 or away_score < 0 or status not in STATUSES:
             return problem(400, f"scores must be >= 0 and status one of {sorted(STATUSES)}")
-        async with pool.connection() as conn:
-            async with conn.transaction():
-                cur = await conn.execute(
-                    "UPDATE games SET home_score = %s, away_score = %s, status = %s,"
-                    f" updated_at = now() WHERE id = %s RETURNING {GAME_COLUMNS}",
-                    (home_score, away_score, status, request.path_params["game_id"]),
-                )
-                game = await cur.fetchone()
-                if game:
-                    payload = json.dumps({"event": "score", "game": game}, default=_json_default)
-                    await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+        async with pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "UPDATE games SET home_score = %s, away_score = %s, status = %s,"
+                f" updated_at = now() WHERE id = %s RETURNING {GAME_COLUMNS}",
+                (home_score, away_score, status, request.path_params["game_id"]),
+            )
+            game = await cur.fetchone()
+            if game:
+                payload = json.dumps({"event": "score", "game": game}, default=_json_default)
+                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
         return json_response(game) if game else problem(404, "no such game")
 
     async def events(request: Request) -> Response:

@@ -59,7 +59,7 @@ class Settings:
     faults: Faults = field(default_factory=Faults)
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         url = env.get("DATABASE_URL", "")
         if not url:
@@ -68,9 +68,7 @@ class Settings:
             error_ratio=_ratio("F4A_FAULT_ERROR_RATIO", env.get("F4A_FAULT_ERROR_RATIO", "0")),
             latency_ms=_non_negative("F4A_FAULT_LATENCY_MS", env.get("F4A_FAULT_LATENCY_MS", "0")),
             tail_ratio=_ratio("F4A_FAULT_TAIL_RATIO", env.get("F4A_FAULT_TAIL_RATIO", "0")),
-            tail_latency_ms=_non_negative(
-                "F4A_FAULT_TAIL_LATENCY_MS", env.get("F4A_FAULT_TAIL_LATENCY_MS", "0")
-            ),
+            tail_latency_ms=_non_negative("F4A_FAULT_TAIL_LATENCY_MS", env.get("F4A_FAULT_TAIL_LATENCY_MS", "0")),
             ready_fail=_flag(env.get("F4A_FAULT_READY_FAIL", "false")),
         )
         return cls(

@@ -1,23 +1,22 @@
 """Traffic backends, by the name the `traffic` module's `backend` option uses.
 
-Each entry is "module:Class" inside this package, imported only when chosen, so a backend's
-client library (boto3, kubernetes) is needed only where that backend runs.
+Imports are static on purpose: Ansible ships a module with the module_utils it imports, found by
+reading import statements, so a backend imported dynamically would be missing on the target.
+Backends whose client library is optional (boto3, kubernetes) guard that import themselves and
+fail in their constructor with a clear message when it is absent.
 """
 
 from __future__ import annotations
 
-import importlib
+from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.haproxy import HAProxyRuntime
 
 BACKENDS = {
-    "haproxy": "haproxy:HAProxyRuntime",
+    HAProxyRuntime.name: HAProxyRuntime,
 }
 
 
 def backend_class(name: str):
     try:
-        target = BACKENDS[name]
+        return BACKENDS[name]
     except KeyError:
         raise ValueError(f"unknown traffic backend {name!r}; known: {sorted(BACKENDS)}") from None
-    module_name, class_name = target.split(":")
-    module = importlib.import_module(f"{__name__}.{module_name}")
-    return getattr(module, class_name)
