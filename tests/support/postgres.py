@@ -1,4 +1,7 @@
-"""A real PostgreSQL 15 for the app's tests: one throwaway cluster per session on 127.0.0.1."""
+"""A real PostgreSQL 15 for tests: one throwaway cluster per session on 127.0.0.1.
+
+Use with `pytest_plugins = ["tests.support.postgres"]` (run pytest from the repo root).
+"""
 
 from __future__ import annotations
 
