@@ -1,0 +1,167 @@
+#!/usr/bin/python
+# Copyright: free4allweb contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: traffic
+short_description: Read or shift blue/green traffic weights on a router
+version_added: "0.1.0"
+description:
+  - Reads which colour (C(blue) or C(green)) receives traffic, straight from the router, and
+    optionally moves the router to new per-colour weights.
+  - One interface for every router. C(haproxy) drives HAProxy's runtime API (run the task on the
+    load balancer host). Other backends (Kubernetes, ALB) plug into the same interface.
+  - Before a colour that had no traffic gets any, every one of its members must be healthy on the
+    router (see O(require_healthy)), so a switch never sends requests to a colour that cannot
+    answer them.
+  - The live colour is never read from a file; with HAProxy the weights are also saved to the
+    server-state file so a reload keeps them.
+options:
+  backend:
+    description: The router to drive.
+    type: str
+    default: haproxy
+  options:
+    description:
+      - Backend options.
+      - For C(haproxy) - C(socket) (runtime API socket, default C(/run/haproxy/admin.sock)),
+        C(pool) (HAProxy backend holding the slots, default C(app)), C(state_file) (server-state
+        file written after a change, default C(/var/lib/haproxy/server-state); empty to skip),
+        C(timeout) (seconds, default 5), C(separator) (between host and colour in server names,
+        default C(_)).
+    type: dict
+    default: {}
+  weights:
+    description:
+      - Wanted weight per colour, 0 to 100. Colours left out keep their weight.
+      - Omit to only read the router.
+      - "C({blue: 0, green: 100}) switches all traffic to green; C({blue: 95, green: 5}) sends 5 %."
+    type: dict
+  require_healthy:
+    description: Refuse to give traffic to a colour that has none now unless enough of its members
+      are healthy on the router.
+    type: bool
+    default: true
+  min_healthy_ratio:
+    description: Share of a colour's members that must be healthy for it to gain traffic.
+    type: float
+    default: 1.0
+  wait_healthy_timeout:
+    description: Seconds to wait for the router to see the gaining colour healthy before refusing.
+    type: float
+    default: 0
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+author:
+  - free4allweb platform engineering
+"""
+
+EXAMPLES = r"""
+- name: Find the live colour
+  free4allweb.devops.traffic:
+  register: router
+
+- name: Switch all traffic to green
+  free4allweb.devops.traffic:
+    weights: {blue: 0, green: 100}
+    wait_healthy_timeout: 10
+
+- name: Send 5 % of traffic to the canary colour
+  free4allweb.devops.traffic:
+    options:
+      socket: /run/haproxy/admin.sock
+      pool: app
+    weights: {blue: 95, green: 5}
+"""
+
+RETURN = r"""
+live_colour:
+  description: Colour with the larger share after the task; null when none or an even split.
+  returned: always
+  type: str
+  sample: green
+before:
+  description: Router state before the task.
+  returned: always
+  type: dict
+  contains:
+    weights:
+      description: Weight per colour.
+      type: dict
+      sample: {blue: 100, green: 0}
+    live_colour:
+      description: Colour with the larger share.
+      type: str
+    split:
+      description: True when more than one colour gets traffic.
+      type: bool
+    shares:
+      description: Share of traffic per colour, 0 to 1.
+      type: dict
+    members:
+      description: Each server, pod or target, with its colour, health, weight and detail.
+      type: list
+      elements: dict
+after:
+  description: Router state after the task (predicted in check mode), same shape as RV(before).
+  returned: always
+  type: dict
+apply_seconds:
+  description: Time the router took to accept the change.
+  returned: when changed and not in check mode
+  type: float
+  sample: 0.0021
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+from ansible_collections.free4allweb.devops.plugins.module_utils.traffic import BACKENDS, backend_class
+from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.base import TrafficError
+from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.shift import shift_traffic
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "backend": {"type": "str", "default": "haproxy"},
+            "options": {"type": "dict", "default": {}},
+            "weights": {"type": "dict"},
+            "require_healthy": {"type": "bool", "default": True},
+            "min_healthy_ratio": {"type": "float", "default": 1.0},
+            "wait_healthy_timeout": {"type": "float", "default": 0.0},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        cls = backend_class(p["backend"])
+    except ValueError as exc:
+        module.fail_json(msg=f"{exc}", known_backends=sorted(BACKENDS))
+    checked = ArgumentSpecValidator(cls.OPTIONS).validate(p["options"])
+    if checked.error_messages:
+        module.fail_json(msg=f"invalid options for the {p['backend']} backend: " + "; ".join(checked.error_messages))
+
+    backend = cls(**checked.validated_parameters)
+    try:
+        result = shift_traffic(
+            backend,
+            p["weights"],
+            require_healthy=p["require_healthy"],
+            min_healthy_ratio=p["min_healthy_ratio"],
+            wait_healthy_timeout=p["wait_healthy_timeout"],
+            check_mode=module.check_mode,
+        )
+    except TrafficError as exc:
+        module.fail_json(msg=str(exc))
+    finally:
+        backend.close()
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
