@@ -8,10 +8,12 @@ fail in their constructor with a clear message when it is absent.
 
 from __future__ import annotations
 
+from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.alb import ForwardWeights
 from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.haproxy import HAProxyRuntime
 
 BACKENDS = {
     HAProxyRuntime.name: HAProxyRuntime,
+    ForwardWeights.name: ForwardWeights,
 }
 
 
