@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.alb import ForwardWeights
 from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.haproxy import HAProxyRuntime
+from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.kubernetes import ServiceRoute
 
 BACKENDS = {
     HAProxyRuntime.name: HAProxyRuntime,
     ForwardWeights.name: ForwardWeights,
+    ServiceRoute.name: ServiceRoute,
 }
 
 
