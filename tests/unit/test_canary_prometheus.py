@@ -26,6 +26,7 @@ from ansible_collections.free4allweb.devops.plugins.module_utils.canary.analysis
     selector_text,
 )
 from ansible_collections.free4allweb.devops.plugins.module_utils.canary.metrics import MetricSpec, free4allweb_metrics
+from ansible_collections.free4allweb.devops.plugins.module_utils.canary.report import render_html
 from ansible_collections.free4allweb.devops.plugins.module_utils.prometheus import (
     PrometheusClient,
     PrometheusError,
@@ -67,11 +68,14 @@ def stub():
             state.requests.append((self.path, form, dict(self.headers)))
             status, body, ctype = state.handler(self.path, form)
             data = body.encode() if isinstance(body, str) else body
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (the timeout test)
 
         def log_message(self, *args):
             pass
@@ -298,13 +302,24 @@ def test_analysis_queries_both_colours_and_judges(stub):
     assert out["window"]["steps"] == 30
 
 
-def test_analysis_fails_on_bad_errors(stub):
+def test_analysis_fails_on_bad_errors_and_reports_it(stub):
     stub.handler = canned_prometheus(canary_errors=0.08)
     specs = [MetricSpec.from_dict(d) for d in free4allweb_metrics()]
+    specs.insert(0, MetricSpec(name="cpu <b>", query="x{$selector}", tolerance_rel=0.5))
     window = resolve_window(lookback="5m", step="10s", end=10000.0)
-    out = analyse(PrometheusClient(stub.url), specs, {"colour": "blue"}, {"colour": "green"}, window).as_dict()
+    analysis = analyse(PrometheusClient(stub.url), specs, {"colour": "blue"}, {"colour": "green"}, window)
+    out = analysis.as_dict()
     assert out["verdict"] == "fail"
     assert "error_ratio" in out["reason"]
+
+    html = render_html(analysis, title="Canary <test>")
+    assert html.startswith("<!DOCTYPE html>")
+    assert "<script" not in html and "<link" not in html  # self-contained, nothing fetched
+    assert html.count("<svg") >= 10
+    assert "Canary &lt;test&gt;" in html and "cpu &lt;b&gt;" in html  # names are escaped
+    # the failed metric comes first, before the passing ones configured ahead of it
+    assert html.index('id="m-error_ratio"') < html.index('id="m-cpu &lt;b&gt;"')
+    assert "significant worsening beyond 0.5 x tolerance" in html
 
 
 def test_prometheus_failing_mid_analysis_raises_instead_of_judging(stub):

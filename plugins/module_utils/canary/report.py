@@ -574,8 +574,15 @@ def render_html(analysis, title: str = "Canary analysis", config=None) -> str:
     w = analysis.window
     alpha_pass = 1.0 - (config.confidence if config else 0.95)
     fail_fraction = config.fail_fraction if config else 0.5
+    # the culprits first: failed, then undecided, then the rest, each in the configured order
+    rank = {"fail": 0, "inconclusive": 1, "marginal": 2, "pass": 3}
+    pairs = sorted(
+        zip(analysis.specs, res["metrics"], strict=True), key=lambda sm: rank.get(sm[1]["classification"], 4)
+    )
+    specs_sorted = [sm[0] for sm in pairs]
+    metrics_sorted = [sm[1] for sm in pairs]
     sections = []
-    for spec, m in zip(analysis.specs, res["metrics"], strict=True):
+    for spec, m in pairs:
         sections.append(
             f'<a id="m-{escape(spec.name)}"></a>'
             + _metric_section(spec, m, analysis.data.get(spec.name), alpha_pass, fail_fraction)
@@ -603,7 +610,7 @@ def render_html(analysis, title: str = "Canary analysis", config=None) -> str:
 <span style="background:#ffe3e3;height:10px"></span>beyond tolerance</div>
 <table class="summary"><tr><th>metric</th><th>result</th><th>baseline</th><th>canary</th>
 <th>effect [bounds]</th><th>tolerance</th><th>p</th><th>n baseline / canary</th></tr>
-{_summary_rows(analysis.specs, res["metrics"])}</table>
+{_summary_rows(specs_sorted, metrics_sorted)}</table>
 {"".join(sections)}
 {f'<ul class="notes">{notes}</ul>' if notes else ""}
 </main>
