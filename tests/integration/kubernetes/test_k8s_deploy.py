@@ -1,0 +1,121 @@
+"""playbooks/kubernetes/deploy.yml and rollback.yml against the real API server and controllers."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from conftest import NEVER_READY_ANNOTATION
+
+DEPLOY = "playbooks/kubernetes/deploy.yml"
+ROLLBACK = "playbooks/kubernetes/rollback.yml"
+
+
+def only_colour(k8s, namespace: str, colour: str, count: int = 3) -> bool:
+    """The stable Service's Endpoints list exactly `count` Ready pods, all of `colour`."""
+    pods = k8s.endpoint_pods(namespace)
+    return (
+        len(pods["ready"]) == count and not pods["not_ready"] and k8s.pod_colours(namespace, pods["ready"]) == {colour}
+    )
+
+
+def test_blue_green_deploy_switch_and_rollback(k8s_cluster, namespace):
+    k8s = k8s_cluster
+    v1 = k8s.playbook(DEPLOY, "-e", "app_version=1.0.0", namespace=namespace)
+    assert v1.rc == 0, v1
+    assert k8s.selector_colour(namespace) == "blue"
+    k8s.wait_for("blue endpoints", lambda: only_colour(k8s, namespace, "blue"))
+
+    v2 = k8s.playbook(DEPLOY, "-e", "app_version=2.0.0", namespace=namespace)
+    assert v2.rc == 0, v2
+    # the new colour became Available through the real Deployment/ReplicaSet controllers + kwok
+    green = k8s.apps.read_namespaced_deployment("free4allweb-green", namespace)
+    available = {c.type: c.status for c in green.status.conditions}
+    assert available["Available"] == "True" and green.status.available_replicas == 3
+    assert green.spec.template.metadata.labels["app.kubernetes.io/version"] == "2.0.0"
+    # the selector switched, and the Endpoints list only green pods (the endpoints controller)
+    assert k8s.selector_colour(namespace) == "green"
+    assert only_colour(k8s, namespace, "green"), k8s.endpoint_pods(namespace)
+    assert k8s.route_weights(namespace) == {"blue": 0, "green": 100}
+    # blue still runs 1.0.0, ready for a rollback
+    blue = k8s.apps.read_namespaced_deployment("free4allweb-blue", namespace)
+    assert blue.status.ready_replicas == 3
+    assert blue.spec.template.metadata.labels["app.kubernetes.io/version"] == "1.0.0"
+
+    back = k8s.playbook(ROLLBACK, namespace=namespace)
+    assert back.rc == 0, back
+    assert k8s.selector_colour(namespace) == "blue"
+    assert k8s.route_weights(namespace) == {"blue": 100, "green": 0}
+    k8s.wait_for("blue endpoints after the rollback", lambda: only_colour(k8s, namespace, "blue"), timeout=5)
+
+
+def test_a_release_that_never_becomes_ready_blocks_the_switch(k8s_cluster, namespace):
+    k8s = k8s_cluster
+    v1 = k8s.playbook(DEPLOY, "-e", "app_version=1.0.0", namespace=namespace)
+    assert v1.rc == 0, v1
+
+    # kwok's stage config keeps these pods Running but failing readiness
+    bad = k8s.playbook(
+        DEPLOY,
+        "-e",
+        "app_version=2.0.0",
+        "-e",
+        json.dumps({"k8s_app_pod_annotations": {NEVER_READY_ANNOTATION: "fail"}, "k8s_app_wait_timeout": 8}),
+        namespace=namespace,
+    )
+    assert bad.rc != 0, bad
+    assert "did not complete its rollout" in bad.output, bad
+    assert "readiness probe failed" in bad.output, bad
+    assert "Traffic stays on blue" in bad.output, bad
+    # the Service still points at the old colour, and its endpoints are the old pods
+    assert k8s.selector_colour(namespace) == "blue"
+    assert k8s.route_weights(namespace) == {"blue": 100, "green": 0}
+    assert only_colour(k8s, namespace, "blue"), k8s.endpoint_pods(namespace)
+    # the green pods exist and are not Ready: it was the readiness, not a missing Deployment
+    green = k8s.core.list_namespaced_pod(namespace, label_selector="colour=green").items
+    assert green and all(next(c.status for c in p.status.conditions if c.type == "Ready") == "False" for p in green)
+
+
+def test_canary_steps_the_route_weights(k8s_cluster, namespace):
+    k8s = k8s_cluster
+    v1 = k8s.playbook(DEPLOY, "-e", "app_version=1.0.0", namespace=namespace)
+    assert v1.rc == 0, v1
+
+    seen: list[tuple[int, int]] = []
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            try:
+                w = k8s.route_weights(namespace)
+                step = (w["blue"], w["green"])
+                if not seen or seen[-1] != step:
+                    seen.append(step)
+            except Exception:  # the watcher only observes
+                pass
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        canary = k8s.playbook(
+            DEPLOY,
+            "-e",
+            "app_version=2.0.0",
+            "-e",
+            "deploy_strategy=canary",
+            "-e",
+            json.dumps({"k8s_deploy_canary_steps": [25, 100], "k8s_deploy_canary_hold": 1}),
+            namespace=namespace,
+        )
+    finally:
+        done.set()
+        watcher.join()
+    assert canary.rc == 0, canary
+    # the route went 100/0 -> 75/25 -> 0/100, held at 75/25 through the health gate
+    assert seen == [(100, 0), (75, 25), (0, 100)], seen
+    assert "Check every canary pod is Ready and none restarted" in canary.output
+    # the Service selector follows the majority: green once it has all of the traffic
+    assert k8s.selector_colour(namespace) == "green"
+    assert only_colour(k8s, namespace, "green"), k8s.endpoint_pods(namespace)
