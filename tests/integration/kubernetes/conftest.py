@@ -25,9 +25,7 @@ INVENTORY = ROOT / "inventories" / "kubernetes-test"
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
 sys.path.insert(0, str(HARNESS))
 
-from cluster import NEVER_READY_ANNOTATION, Cluster  # noqa: E402
-
-__all__ = ["NEVER_READY_ANNOTATION"]
+from cluster import Cluster  # noqa: E402
 
 
 class K8s:

@@ -6,7 +6,8 @@ import json
 import threading
 import time
 
-from conftest import NEVER_READY_ANNOTATION
+# kwok's stage config (tests/harness/kubernetes/cluster.py) keeps pods with this annotation unready
+NEVER_READY_ANNOTATION = "kwok.free4allweb.test/readiness"
 
 DEPLOY = "playbooks/kubernetes/deploy.yml"
 ROLLBACK = "playbooks/kubernetes/rollback.yml"
