@@ -458,6 +458,22 @@ class Cluster:
 
         self._wait("the default ServiceAccount (controller-manager)", default_sa)
 
+    def install_gateway_api(self) -> None:
+        """The Gateway API's standard CRDs (HTTPRoute carries the canary weights), established."""
+        from kubernetes import client, config
+
+        ext = client.ApiextensionsV1Api(config.new_client_from_config(str(self.kubeconfig)))
+        for path in sorted((self.bindir.parent / "assets" / "crds").glob("*.yaml")):
+            for doc in yaml.safe_load_all(path.read_text()):
+                if doc and doc.get("kind") == "CustomResourceDefinition":
+                    ext.create_custom_resource_definition(doc)
+
+        def established():
+            crd = ext.read_custom_resource_definition("httproutes.gateway.networking.k8s.io")
+            return any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
+
+        self._wait("the HTTPRoute CRD to be established", established)
+
     def stop(self) -> None:
         stop_pids(self.pids)
         self.procs.clear()
@@ -498,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["build", "up", "down"])
     parser.add_argument("--dir", type=Path, help="work directory of this cluster (state, logs, kubeconfig)")
+    parser.add_argument("--gateway-api", action="store_true", help="also install the Gateway API CRDs")
     args = parser.parse_args(argv)
     if args.action == "build":
         print(build())
@@ -508,6 +525,8 @@ def main(argv: list[str] | None = None) -> int:
         cluster = Cluster(args.dir)
         try:
             cluster.start()
+            if args.gateway_api:
+                cluster.install_gateway_api()
         except Exception:
             cluster.stop()
             raise

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 HARNESS = ROOT / "tests" / "harness" / "kubernetes"
@@ -138,31 +137,14 @@ class Run:
         return f"Run(rc={self.rc}, changed={self.changed}, {self.seconds:.1f}s)\n{self.output[-6000:]}"
 
 
-def install_gateway_api(k8s: K8s) -> None:
-    from kubernetes import client
-
-    ext = client.ApiextensionsV1Api(k8s.api)
-    for path in sorted((k8s.bindir.parent / "assets" / "crds").glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc.get("kind") == "CustomResourceDefinition":
-                ext.create_custom_resource_definition(doc)
-
-    def established():
-        crd = ext.read_custom_resource_definition("httproutes.gateway.networking.k8s.io")
-        return any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
-
-    k8s.wait_for("the HTTPRoute CRD to be established", established)
-
-
 @pytest.fixture(scope="session")
 def k8s_cluster(tmp_path_factory) -> K8s:
     workdir = tmp_path_factory.mktemp("k8s-cluster")
     cluster = Cluster(workdir)
     try:
         cluster.start()
-        k8s = K8s(cluster, workdir)
-        install_gateway_api(k8s)
-        yield k8s
+        cluster.install_gateway_api()
+        yield K8s(cluster, workdir)
     finally:
         cluster.stop()
 
