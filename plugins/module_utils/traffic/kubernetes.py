@@ -38,15 +38,19 @@ from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.base im
     TrafficState,
 )
 
-try:
-    from kubernetes import client as k8s_client
-    from kubernetes import config as k8s_config
-    from kubernetes.client.exceptions import ApiException
 
-    HAS_KUBERNETES = True
-except ImportError:  # pragma: no cover - exercised only where the client is missing
-    HAS_KUBERNETES = False
-    ApiException = Exception
+def _client():
+    """Import the Kubernetes client only when this backend is used: it takes most of a second,
+    and every traffic call (HAProxy, ALB too) loads this file."""
+    try:
+        from kubernetes import client, config
+        from kubernetes.client.exceptions import ApiException
+    except ImportError:
+        raise TrafficError(
+            "the kubernetes backend needs the Python 'kubernetes' client (pip install kubernetes)"
+        ) from None
+    return client, config, ApiException
+
 
 ROUTE_GROUP = "gateway.networking.k8s.io"
 ROUTE_VERSION = "v1"
@@ -136,8 +140,7 @@ class ServiceRoute(TrafficBackend):
         context=None,
         api_client=None,
     ):
-        if not HAS_KUBERNETES and api_client is None:
-            raise TrafficError("the kubernetes backend needs the Python 'kubernetes' client (pip install kubernetes)")
+        k8s_client, k8s_config, self._api_error = _client()
         self.namespace = namespace
         self.service = service
         self.route = route
@@ -165,7 +168,7 @@ class ServiceRoute(TrafficBackend):
     def _call(self, what: str, fn, *args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except ApiException as exc:
+        except self._api_error as exc:
             if getattr(exc, "status", None) == 404:
                 raise TrafficError(f"{what} not found in namespace {self.namespace}") from None
             raise TrafficError(f"{what}: {getattr(exc, 'status', '')} {getattr(exc, 'reason', exc)}") from None
