@@ -199,9 +199,12 @@ options:
     type: float
     default: 0.01
   confidence:
-    description: One-sided confidence of the bound that must lie within tolerance for a metric to pass.
+    description:
+      - One-sided confidence of the bound that must lie within tolerance for a metric to pass.
+      - A canary exactly at the tolerance passes one evaluation with probability 1 - O(confidence);
+        the default leaves room for a few repeated looks at a growing window.
     type: float
-    default: 0.95
+    default: 0.975
   fail_fraction:
     description:
       - A significant worsening fails once its estimate exceeds this fraction of the tolerance.
@@ -476,7 +479,7 @@ def argument_spec() -> dict:
         "warmup": {"type": "str", "default": "0s"},
         "metrics": {"type": "list", "elements": "dict", "options": METRIC_OPTIONS},
         "alpha": {"type": "float", "default": 0.01},
-        "confidence": {"type": "float", "default": 0.95},
+        "confidence": {"type": "float", "default": 0.975},
         "fail_fraction": {"type": "float", "default": 0.5},
         "pass_score": {"type": "float", "default": 95.0},
         "marginal_score": {"type": "float", "default": 75.0},

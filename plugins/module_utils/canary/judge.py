@@ -19,7 +19,7 @@ from ansible_collections.free4allweb.devops.plugins.module_utils.canary.scorer i
 @dataclass
 class JudgeConfig:
     alpha: float = 0.01
-    confidence: float = 0.95
+    confidence: float = 0.975
     pass_score: float = 95.0
     marginal_score: float = 75.0
     fail_fraction: float = 0.5

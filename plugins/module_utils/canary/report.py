@@ -572,7 +572,7 @@ def render_html(analysis, title: str = "Canary analysis", config=None) -> str:
     verdict = res["verdict"]
     colour = VERDICT_C.get(verdict, "#5c5f66")
     w = analysis.window
-    alpha_pass = 1.0 - (config.confidence if config else 0.95)
+    alpha_pass = 1.0 - (config.confidence if config else 0.975)
     fail_fraction = config.fail_fraction if config else 0.5
     # the culprits first: failed, then undecided, then the rest, each in the configured order
     rank = {"fail": 0, "inconclusive": 1, "marginal": 2, "pass": 3}
