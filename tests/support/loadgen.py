@@ -104,8 +104,10 @@ class LoadResult:
         }
 
 
-async def _run(url, connections, requests, max_seconds, stop: threading.Event, result: LoadResult, timeout):
+async def _run(url, connections, requests, max_seconds, rate, stop: threading.Event, result: LoadResult, timeout):
     check_target(url)
+    # with a rate, each connection paces itself to rate/connections requests a second
+    gap = connections / rate if rate else 0.0
     remaining = {"n": requests}
     deadline = time.monotonic() + max_seconds
     client_timeout = aiohttp.ClientTimeout(total=timeout)
@@ -113,8 +115,14 @@ async def _run(url, connections, requests, max_seconds, stop: threading.Event, r
     async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
 
         async def worker():
+            next_at = time.monotonic()
             while remaining["n"] > 0 and not stop.is_set() and time.monotonic() < deadline:
                 remaining["n"] -= 1
+                if gap:
+                    next_at += gap
+                    delay = next_at - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
                 start = time.time()
                 try:
                     async with session.get(url) as resp:
@@ -133,9 +141,9 @@ async def _run(url, connections, requests, max_seconds, stop: threading.Event, r
 class Load:
     """Run load in a background thread: `with Load(url, ...) as load: ...; load.result`."""
 
-    def __init__(self, url, connections=8, requests=20000, max_seconds=180.0, timeout=10.0):
+    def __init__(self, url, connections=8, requests=20000, max_seconds=180.0, rate=0.0, timeout=10.0):
         check_target(url)
-        self.args = (url, connections, requests, max_seconds)
+        self.args = (url, connections, requests, max_seconds, rate)
         self.timeout = timeout
         self.stop_event = threading.Event()
         self.result = LoadResult(connections=connections)
@@ -173,8 +181,9 @@ def main(argv=None) -> int:
     p.add_argument("--connections", type=int, default=8)
     p.add_argument("--requests", type=int, default=20000)
     p.add_argument("--max-seconds", type=float, default=120)
+    p.add_argument("--rate", type=float, default=0, help="requests per second in all (0: as fast as possible)")
     a = p.parse_args(argv)
-    load = Load(a.url, a.connections, a.requests, a.max_seconds).start()
+    load = Load(a.url, a.connections, a.requests, a.max_seconds, a.rate).start()
     print(json.dumps(load.wait().summary(), indent=2))
     return 0
 
