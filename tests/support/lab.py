@@ -1,0 +1,136 @@
+"""Drive the local lab from tests and benchmarks: playbooks, the router, the record.
+
+Everything goes through the real components: ansible-playbook against the lab inventory,
+HAProxy's runtime socket inside the lb container, psql inside the db container.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.base import TrafficState
+from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.haproxy import (
+    parse_servers_state,
+    state_from_rows,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+INVENTORY = ROOT / "inventories" / "local"
+FRONTEND = "http://127.0.0.1:18080"
+PROMETHEUS = "http://127.0.0.1:19090"
+CONTAINER = "f4a-{}"
+
+
+def env() -> dict:
+    e = dict(os.environ)
+    venv_bin = str(ROOT / ".venv" / "bin")
+    e["PATH"] = venv_bin + os.pathsep + e.get("PATH", "")
+    e["CONTAINERS_CONF"] = str(ROOT / "lab" / "containers.conf")
+    e["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
+    e["ANSIBLE_COLLECTIONS_PATH"] = str(ROOT / "collections")
+    e["ANSIBLE_FORCE_COLOR"] = "0"
+    e["ANSIBLE_NOCOLOR"] = "1"
+    return e
+
+
+@dataclass
+class Run:
+    """One ansible-playbook run."""
+
+    args: list[str]
+    returncode: int
+    output: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def recap(self) -> dict[str, dict[str, int]]:
+        """PLAY RECAP counters per host."""
+        out = {}
+        for host, counters in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", self.output, re.M):
+            out[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counters)}
+        return out
+
+    @property
+    def changed(self) -> int:
+        return sum(c.get("changed", 0) for c in self.recap().values())
+
+    def __str__(self) -> str:
+        return f"{' '.join(self.args)} -> rc {self.returncode} in {self.seconds:.1f} s\n{self.output[-6000:]}"
+
+
+def playbook(name: str, *extra: str, check: bool = False, timeout: float = 1800) -> Run:
+    args = ["ansible-playbook", f"playbooks/{name}", "-i", str(INVENTORY), *extra]
+    if check:
+        args.append("--check")
+    started = time.monotonic()
+    p = subprocess.run(args, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout)
+    return Run(args, p.returncode, p.stdout + p.stderr, time.monotonic() - started)
+
+
+def start_playbook(name: str, *extra: str) -> subprocess.Popen:
+    args = ["ansible-playbook", f"playbooks/{name}", "-i", str(INVENTORY), *extra]
+    return subprocess.Popen(args, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def in_container(host: str, command: str, timeout: float = 60) -> str:
+    p = subprocess.run(
+        ["podman", "exec", CONTAINER.format(host), "sh", "-c", command],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if p.returncode:
+        raise RuntimeError(f"{command!r} on {host}: {p.stderr.strip() or p.stdout.strip()}")
+    return p.stdout
+
+
+def router() -> TrafficState:
+    """HAProxy's weights and server health, read from its runtime socket."""
+    out = in_container("lb", "echo 'show servers state app' | socat stdio /run/haproxy/admin.sock")
+    return state_from_rows(parse_servers_state(out), "app")
+
+
+def sql(query: str, database: str = "free4allweb_ops") -> list[list[str]]:
+    out = in_container("db", f"runuser -u postgres -- psql -d {database} -XAt -F '|' -c \"{query}\"")
+    return [line.split("|") for line in out.splitlines() if line]
+
+
+def deployments(since_id: int = 0) -> list[dict]:
+    cols = ["id", "kind", "version", "previous_version", "from_colour", "to_colour", "result", "started", "finished",
+            "message", "run_id"]
+    rows = sql(
+        "SELECT id, kind, version, coalesce(previous_version, ''), coalesce(from_colour, ''),"
+        " coalesce(to_colour, ''), result, extract(epoch FROM started_at),"
+        " coalesce(extract(epoch FROM finished_at), 0), coalesce(message, ''), coalesce(run_id, '')"
+        f" FROM deployments WHERE id > {int(since_id)} ORDER BY id"
+    )
+    return [dict(zip(cols, r, strict=True)) for r in rows]
+
+
+def last_deployment_id() -> int:
+    rows = sql("SELECT coalesce(max(id), 0) FROM deployments")
+    return int(rows[0][0])
+
+
+def lab_up() -> tuple[Run, Run]:
+    """Create the lab and provision it. Returns both runs."""
+    created = playbook("lab.yml")
+    if not created.ok:
+        raise RuntimeError(f"could not create the lab:\n{created}")
+    provisioned = playbook("provision.yml")
+    if not provisioned.ok:
+        raise RuntimeError(f"could not provision the lab:\n{provisioned}")
+    return created, provisioned
+
+
+def lab_down() -> Run:
+    return playbook("lab.yml", "-e", "lab_state=absent")
