@@ -71,7 +71,7 @@ def playbook(name: str, *extra: str, check: bool = False, timeout: float = 1800)
     if check:
         args.append("--check")
     started = time.monotonic()
-    p = subprocess.run(args, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(args, check=False, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout)
     return Run(args, p.returncode, p.stdout + p.stderr, time.monotonic() - started)
 
 
@@ -83,6 +83,7 @@ def start_playbook(name: str, *extra: str) -> subprocess.Popen:
 def in_container(host: str, command: str, timeout: float = 60) -> str:
     p = subprocess.run(
         ["podman", "exec", CONTAINER.format(host), "sh", "-c", command],
+        check=False,
         env=env(),
         capture_output=True,
         text=True,
@@ -105,8 +106,19 @@ def sql(query: str, database: str = "free4allweb_ops") -> list[list[str]]:
 
 
 def deployments(since_id: int = 0) -> list[dict]:
-    cols = ["id", "kind", "version", "previous_version", "from_colour", "to_colour", "result", "started", "finished",
-            "message", "run_id"]
+    cols = [
+        "id",
+        "kind",
+        "version",
+        "previous_version",
+        "from_colour",
+        "to_colour",
+        "result",
+        "started",
+        "finished",
+        "message",
+        "run_id",
+    ]
     rows = sql(
         "SELECT id, kind, version, coalesce(previous_version, ''), coalesce(from_colour, ''),"
         " coalesce(to_colour, ''), result, extract(epoch FROM started_at),"
