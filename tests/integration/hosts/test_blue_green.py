@@ -90,7 +90,10 @@ def test_deploy_v2_under_load_fails_no_request(provisioned_lab):
     assert len(after.healthy(before.live_colour)) == 2
     [record] = lab.deployments(first_id)
     assert (record["kind"], record["version"], record["previous_version"], record["result"]) == (
-        "deploy", V2, V1, "succeeded"
+        "deploy",
+        V2,
+        V1,
+        "succeeded",
     )
     assert float(record["finished"]) > float(record["started"])
     print(f"\ndeploy {V2} under load: {result.summary()}; switch window {result.switch_seconds(V1, V2)} s")
