@@ -223,3 +223,39 @@ def run_playbook(
     seconds = time.monotonic() - started
     calls = moto.stop_recording() if record else []
     return PlaybookRun(args, proc.returncode, proc.stdout + proc.stderr, seconds, calls)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tests.support.aws_moto up|down --state FILE [--port N]`: a moto server that
+    outlives this command (for Molecule's create and destroy steps). `up` also requests an ACM
+    certificate in each --certificate-region and writes pid, url and certificate ARNs to FILE."""
+    import argparse
+    import contextlib
+    import signal
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("action", choices=["up", "down"])
+    parser.add_argument("--state", type=Path, required=True)
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--certificate-region", action="append", default=[])
+    args = parser.parse_args(argv)
+    if args.action == "up":
+        if args.state.exists():
+            return 0
+        moto = Moto(args.state.with_suffix(".log"), port=args.port).start()
+        certificates = {
+            region: moto.client("acm", region).request_certificate(DomainName="api.molecule.test")["CertificateArn"]
+            for region in args.certificate_region
+        }
+        args.state.write_text(json.dumps({"pid": moto.proc.pid, "url": moto.url, "certificates": certificates}))
+        return 0
+    if args.state.exists():
+        state = json.loads(args.state.read_text())
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(state["pid"], signal.SIGTERM)
+        args.state.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
