@@ -128,20 +128,63 @@ def deployments(since_id: int = 0) -> list[dict]:
     return [dict(zip(cols, r, strict=True)) for r in rows]
 
 
+def deployment_details(deployment_id: int) -> dict:
+    import json
+
+    rows = sql(f"SELECT details FROM deployments WHERE id = {int(deployment_id)}")
+    return json.loads(rows[0][0]) if rows else {}
+
+
 def last_deployment_id() -> int:
     rows = sql("SELECT coalesce(max(id), 0) FROM deployments")
     return int(rows[0][0])
 
 
+TIMINGS = ROOT / "reports" / "lab_timings.json"
+
+
+def running() -> bool:
+    """True when every lab container is up."""
+    p = subprocess.run(
+        ["podman", "ps", "--filter", "label=org.free4allweb.lab=true", "--format", "{{.Names}}"],
+        check=False,
+        env=env(),
+        capture_output=True,
+        text=True,
+    )
+    return len(p.stdout.split()) >= 5
+
+
 def lab_up() -> tuple[Run, Run]:
-    """Create the lab and provision it. Returns both runs."""
+    """Create the lab and provision it. Returns both runs. When the lab did not exist before,
+    the timings are saved as the cold-provision measurement (reports/lab_timings.json)."""
+    import json
+
+    was_running = running()
     created = playbook("lab.yml")
     if not created.ok:
         raise RuntimeError(f"could not create the lab:\n{created}")
     provisioned = playbook("provision.yml")
     if not provisioned.ok:
         raise RuntimeError(f"could not provision the lab:\n{provisioned}")
+    if not was_running:
+        TIMINGS.parent.mkdir(exist_ok=True)
+        TIMINGS.write_text(
+            json.dumps({"create_s": created.seconds, "provision_s": provisioned.seconds, "at": time.time()})
+        )
     return created, provisioned
+
+
+def recorded_cold_timings() -> dict | None:
+    """The cold provision measured when the running lab was created, if this checkout did it."""
+    import json
+
+    try:
+        data = json.loads(TIMINGS.read_text())
+    except (OSError, ValueError):
+        return None
+    data["source"] = "measured when the tests created the lab"
+    return data
 
 
 def lab_down() -> Run:
