@@ -79,7 +79,7 @@ def test_canary_deploy_steps_then_promotes(play, elb, groups):
     assert weights(elb, groups) == {"blue": 100, "green": 0}
     run = play("playbooks/aws/deploy.yml", extra_vars={"deploy_strategy": "canary", "canary_steps": [10, 50, 100]})
     run.ok()
-    assert run.changed_tasks == [f"Send {p} % of traffic to green" for p in (10, 50, 100)]
+    assert run.changed_tasks == [f"Shift traffic to green: {p} %" for p in (10, 50, 100)]
     assert len(listener_writes(run)) == 3
     assert weights(elb, groups) == {"blue": 0, "green": 100}
 
