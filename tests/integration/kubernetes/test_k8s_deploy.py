@@ -120,3 +120,38 @@ def test_canary_steps_the_route_weights(k8s_cluster, namespace):
     # the Service selector follows the majority: green once it has all of the traffic
     assert k8s.selector_colour(namespace) == "green"
     assert only_colour(k8s, namespace, "green"), k8s.endpoint_pods(namespace)
+
+
+def test_an_unhealthy_canary_sends_traffic_back(k8s_cluster, namespace):
+    k8s = k8s_cluster
+    v1 = k8s.playbook(DEPLOY, "-e", "app_version=1.0.0", namespace=namespace)
+    assert v1.rc == 0, v1
+
+    def break_a_canary_pod():
+        # once the canary holds its first step, one of its pods stops being Ready (as when its
+        # readiness probe starts failing); kwok leaves a Running pod's status alone
+        k8s.wait_for("the first canary step", lambda: k8s.route_weights(namespace) == {"blue": 75, "green": 25}, 120)
+        pod = k8s.core.list_namespaced_pod(namespace, label_selector="colour=green").items[0]
+        conditions = [
+            {"type": c.type, "status": "False" if c.type == "Ready" else c.status} for c in pod.status.conditions
+        ]
+        k8s.core.patch_namespaced_pod_status(pod.metadata.name, namespace, {"status": {"conditions": conditions}})
+
+    breaker = threading.Thread(target=break_a_canary_pod, daemon=True)
+    breaker.start()
+    canary = k8s.playbook(
+        DEPLOY,
+        "-e",
+        "app_version=2.0.0",
+        "-e",
+        "deploy_strategy=canary",
+        "-e",
+        json.dumps({"k8s_deploy_canary_steps": [25, 100], "k8s_deploy_canary_hold": 6}),
+        namespace=namespace,
+    )
+    breaker.join(timeout=5)
+    assert canary.rc != 0, canary
+    assert "the canary (green) is unhealthy at 25 %" in canary.output, canary
+    assert "Traffic stays on blue" in canary.output, canary
+    assert k8s.route_weights(namespace) == {"blue": 100, "green": 0}
+    assert k8s.selector_colour(namespace) == "blue"
