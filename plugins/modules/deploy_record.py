@@ -85,7 +85,7 @@ options:
   result:
     description: Result of the step or of the deployment.
     type: str
-  message:
+  summary:
     description: Human-readable summary, for O(state=finished).
     type: str
   details:
@@ -94,12 +94,14 @@ options:
     default: {}
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: In check mode nothing is written; O(state=latest) still reads.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 author:
-  - free4allweb platform engineering
+  - free4allweb platform engineering (@free4allweb)
 """
 
 EXAMPLES = r"""
@@ -123,7 +125,7 @@ EXAMPLES = r"""
     state: finished
     id: "{{ record.deployment.id }}"
     result: succeeded
-    message: green serves 1.4.0
+    summary: green serves 1.4.0
 """
 
 RETURN = r"""
@@ -177,7 +179,7 @@ def main():
             "run_id": {"type": "str"},
             "step": {"type": "str"},
             "result": {"type": "str"},
-            "message": {"type": "str"},
+            "summary": {"type": "str"},
             "details": {"type": "dict", "default": {}},
         },
         required_if=[
@@ -230,7 +232,7 @@ def main():
             row = deploy_record.add_step(conn, p["id"], p["step"], p["result"], p["details"])
             module.exit_json(changed=True, step=row)
         if p["state"] == "finished":
-            out = deploy_record.finish(conn, p["id"], p["result"], p["message"], p["details"])
+            out = deploy_record.finish(conn, p["id"], p["result"], p["summary"], p["details"])
             module.exit_json(changed=out["changed"], deployment=out["deployment"])
         module.exit_json(changed=False, deployment=deploy_record.latest(conn, p["environment"]))
     except deploy_record.RecordError as exc:
