@@ -64,6 +64,4 @@ argument_errors:
   type: list
   elements: str
 """
-
-if __name__ == "__main__":
-    raise SystemExit("check_request is an action plugin; it runs on the controller only")
+# This file only documents the module: the action plugin plugins/action/check_request.py does the work.
