@@ -48,14 +48,9 @@ options:
     default: 300
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
     details: In check mode the lock is not taken; the task reports whether it is free.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
-author:
-  - free4allweb platform engineering (@free4allweb)
+extends_documentation_fragment:
+  - free4allweb.devops.common
 """
 
 EXAMPLES = r"""

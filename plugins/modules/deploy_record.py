@@ -94,14 +94,9 @@ options:
     default: {}
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
     details: In check mode nothing is written; O(state=latest) still reads.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
-author:
-  - free4allweb platform engineering (@free4allweb)
+extends_documentation_fragment:
+  - free4allweb.devops.common
 """
 
 EXAMPLES = r"""

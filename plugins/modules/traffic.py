@@ -51,15 +51,8 @@ options:
     description: Seconds to wait for the router to see the gaining colour healthy before refusing.
     type: float
     default: 0
-attributes:
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
-author:
-  - free4allweb platform engineering (@free4allweb)
+extends_documentation_fragment:
+  - free4allweb.devops.common
 """
 
 EXAMPLES = r"""
