@@ -50,7 +50,11 @@ def pod(name, colour, ready=True, deleting=False):
 
 
 class FakeAPI:
-    """Just enough of CoreV1Api + CustomObjectsApi + ApiClient for the backend."""
+    """The Kubernetes API paths the backend uses, in memory (stands in for ServiceRoute.request)."""
+
+    SERVICE = "/api/v1/namespaces/ns/services/app"
+    ROUTE = "/apis/gateway.networking.k8s.io/v1/namespaces/ns/httproutes/app"
+    PODS = "/api/v1/namespaces/ns/pods"
 
     def __init__(self, selector_colour="blue", with_route=True, pods=()):
         self.service = {"spec": {"selector": {"app.kubernetes.io/name": "app", "colour": selector_colour}}}
@@ -58,43 +62,38 @@ class FakeAPI:
         self.pods = list(pods)
         self.calls = []
 
-    # ApiClient
-    def sanitize_for_serialization(self, obj):
-        return obj
+    def request(self, method, path, what, *, body=None, query=None, content_type=None):
+        if (method, path) == ("GET", self.SERVICE):
+            return copy.deepcopy(self.service)
+        if (method, path) == ("PATCH", self.SERVICE):
+            assert content_type == "application/merge-patch+json"
+            self.calls.append(("patch_service", body))
+            self.service["spec"]["selector"].update(body["spec"]["selector"])
+            return self.service
+        if (method, path) == ("GET", self.PODS):
+            want = dict(kv.split("=") for kv in dict(query)["labelSelector"].split(","))
+            items = [p for p in self.pods if all(p["metadata"]["labels"].get(k) == v for k, v in want.items())]
+            return {"items": items}
+        if path == self.ROUTE and self.route is None:
+            raise TrafficError(f"{what} not found in namespace ns")
+        if (method, path) == ("GET", self.ROUTE):
+            return copy.deepcopy(self.route)
+        if (method, path) == ("PUT", self.ROUTE):
+            if body["metadata"]["resourceVersion"] != self.route["metadata"]["resourceVersion"]:
+                raise TrafficError(f"{what} was changed by someone else meanwhile (409 Conflict)")
+            self.calls.append(("replace_route", copy.deepcopy(body)))
+            self.route = copy.deepcopy(body)
+            self.route["metadata"]["resourceVersion"] = str(int(body["metadata"]["resourceVersion"]) + 1)
+            return self.route
+        raise AssertionError(f"unexpected call {method} {path}")
 
     def close(self):
         pass
 
-    # CoreV1Api
-    def read_namespaced_service(self, name, namespace):
-        return copy.deepcopy(self.service)
-
-    def patch_namespaced_service(self, name, namespace, body):
-        self.calls.append(("patch_service", body))
-        self.service["spec"]["selector"].update(body["spec"]["selector"])
-
-    def list_namespaced_pod(self, namespace, label_selector):
-        want = dict(kv.split("=") for kv in label_selector.split(","))
-        return {"items": [p for p in self.pods if all(p["metadata"]["labels"].get(k) == v for k, v in want.items())]}
-
-    # CustomObjectsApi
-    def get_namespaced_custom_object(self, group, version, namespace, plural, name):
-        if self.route is None:
-            from kubernetes.client.exceptions import ApiException
-
-            raise ApiException(status=404, reason="Not Found")
-        return copy.deepcopy(self.route)
-
-    def replace_namespaced_custom_object(self, group, version, namespace, plural, name, body):
-        assert body["metadata"]["resourceVersion"] == self.route["metadata"]["resourceVersion"]
-        self.calls.append(("replace_route", copy.deepcopy(body)))
-        self.route = body
-        self.route["metadata"]["resourceVersion"] = str(int(body["metadata"]["resourceVersion"]) + 1)
-
 
 def backend(api, route_name="app"):
     b = ServiceRoute(namespace="ns", service="app", route=route_name, api_client=api)
-    b.core = b.custom = api
+    b.request = api.request
     return b
 
 
@@ -179,6 +178,23 @@ def test_a_selector_out_of_line_with_the_route_is_repaired():
     result = shift_traffic(backend(api), {"blue": 100, "green": 0})
     assert result["changed"]
     assert api.service["spec"]["selector"]["colour"] == "blue"
+
+
+def test_a_concurrent_route_change_is_not_overwritten():
+    api = FakeAPI(pods=[pod("b1", "blue"), pod("g1", "green")])
+    real = api.request
+
+    def someone_else_writes_after_each_read(method, path, what, **kw):
+        out = real(method, path, what, **kw)
+        if (method, path) == ("GET", FakeAPI.ROUTE):
+            api.route["metadata"]["resourceVersion"] = "99"
+        return out
+
+    b = backend(api)
+    b.request = someone_else_writes_after_each_read
+    with pytest.raises(TrafficError, match="409"):
+        b.apply({"blue": 0, "green": 100})
+    assert api.calls == [] and api.route["spec"]["rules"][0]["backendRefs"][0]["weight"] == 100
 
 
 def test_missing_route_is_a_clear_error():

@@ -29,6 +29,7 @@ cannot be expressed and is refused.
 from __future__ import annotations
 
 import contextlib
+import json
 
 from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.base import (
     COLOURS,
@@ -38,22 +39,20 @@ from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.base im
     TrafficState,
 )
 
+ROUTE_GROUP = "gateway.networking.k8s.io"
+ROUTE_VERSION = "v1"
 
-def _client():
-    """Import the Kubernetes client only when this backend is used: it takes most of a second,
-    and every traffic call (HAProxy, ALB too) loads this file."""
+
+def _config():
+    """Import the Kubernetes client only when this backend is used (every traffic call, HAProxy
+    and ALB too, loads this file)."""
     try:
-        from kubernetes import client, config
-        from kubernetes.client.exceptions import ApiException
+        from kubernetes import config
     except ImportError:
         raise TrafficError(
             "the kubernetes backend needs the Python 'kubernetes' client (pip install kubernetes)"
         ) from None
-    return client, config, ApiException
-
-
-ROUTE_GROUP = "gateway.networking.k8s.io"
-ROUTE_VERSION = "v1"
+    return config
 
 
 def pod_member(pod: dict, colour: str) -> Member:
@@ -140,61 +139,77 @@ class ServiceRoute(TrafficBackend):
         context=None,
         api_client=None,
     ):
-        k8s_client, k8s_config, self._api_error = _client()
         self.namespace = namespace
         self.service = service
         self.route = route
         self.colour_label = colour_label
         self.backends = {c: backend_pattern.format(service=service, colour=c) for c in COLOURS}
         if api_client is None:
+            config = _config()
             try:
                 if kubeconfig or context:
-                    api_client = k8s_config.new_client_from_config(config_file=kubeconfig, context=context)
+                    api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
                 else:
                     try:
-                        api_client = k8s_config.new_client_from_config()
-                    except k8s_config.ConfigException:
-                        k8s_config.load_incluster_config()
-                        api_client = k8s_client.ApiClient()
+                        api_client = config.new_client_from_config()
+                    except config.ConfigException:
+                        config.load_incluster_config()
+                        from kubernetes.client import ApiClient
+
+                        api_client = ApiClient()
             except Exception as exc:
                 raise TrafficError(f"cannot load Kubernetes credentials: {exc}") from None
         self.api = api_client
-        self.core = k8s_client.CoreV1Api(api_client)
-        self.custom = k8s_client.CustomObjectsApi(api_client)
         self._selector_colour: str | None = None
         self._route: dict | None = None
 
-    # -- reading ---------------------------------------------------------------------------
-    def _call(self, what: str, fn, *args, **kwargs):
+    # -- the API, as plain JSON --------------------------------------------------------------
+    # The kubernetes client's ApiClient does the connection, TLS and credentials (kubeconfig,
+    # exec plugins, in-cluster tokens); the bodies stay dicts. The generated typed API classes
+    # and models would cost about a second of imports per module run, most of a rollback.
+    def request(self, method: str, path: str, what: str, *, body=None, query=None, content_type=None) -> dict:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type or "application/json"
         try:
-            return fn(*args, **kwargs)
-        except self._api_error as exc:
-            if getattr(exc, "status", None) == 404:
-                raise TrafficError(f"{what} not found in namespace {self.namespace}") from None
-            raise TrafficError(f"{what}: {getattr(exc, 'status', '')} {getattr(exc, 'reason', exc)}") from None
+            m, url, headers, body, _ = self.api.param_serialize(
+                method=method,
+                resource_path=path,
+                query_params=query,
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+            resp = self.api.call_api(m, url, header_params=headers, body=body)
+            resp.read()
+        except Exception as exc:
+            raise TrafficError(f"{what}: cannot reach the Kubernetes API: {exc}") from None
+        if resp.status == 404:
+            raise TrafficError(f"{what} not found in namespace {self.namespace}")
+        if resp.status == 409:
+            raise TrafficError(f"{what} was changed by someone else meanwhile (409 Conflict); nothing was overwritten")
+        if resp.status >= 400:
+            try:
+                message = json.loads(resp.data).get("message", "")
+            except ValueError:
+                message = (resp.data or b"")[:300]
+            raise TrafficError(f"{what}: {resp.status} {message}")
+        return json.loads(resp.data)
 
-    def _read_service(self) -> dict:
-        svc = self._call(f"Service {self.service}", self.core.read_namespaced_service, self.service, self.namespace)
-        return self.api.sanitize_for_serialization(svc)
+    def _service_path(self) -> str:
+        return f"/api/v1/namespaces/{self.namespace}/services/{self.service}"
 
-    def _read_route(self) -> dict:
-        return self._call(
-            f"HTTPRoute {self.route}",
-            self.custom.get_namespaced_custom_object,
-            ROUTE_GROUP,
-            ROUTE_VERSION,
-            self.namespace,
-            "httproutes",
-            self.route,
-        )
+    def _route_path(self) -> str:
+        return f"/apis/{ROUTE_GROUP}/{ROUTE_VERSION}/namespaces/{self.namespace}/httproutes/{self.route}"
 
+    # -- reading ---------------------------------------------------------------------------
     def read(self) -> TrafficState:
-        svc = self._read_service()
+        svc = self.request("GET", self._service_path(), f"Service {self.service}")
         selector = (svc.get("spec") or {}).get("selector") or {}
         colour = selector.get(self.colour_label)
         self._selector_colour = colour if colour in COLOURS else None
         if self.route:
-            self._route = self._read_route()
+            self._route = self.request("GET", self._route_path(), f"HTTPRoute {self.route}")
             weights = route_weights(self._route, self.backends)
         else:
             weights = {c: (100 if c == self._selector_colour else 0) for c in COLOURS}
@@ -202,9 +217,10 @@ class ServiceRoute(TrafficBackend):
         members = []
         for c in COLOURS:
             labels = ",".join(f"{k}={v}" for k, v in sorted({**base, self.colour_label: c}.items()))
-            pods = self._call("pods", self.core.list_namespaced_pod, self.namespace, label_selector=labels)
-            for pod in self.api.sanitize_for_serialization(pods).get("items") or []:
-                members.append(pod_member(pod, c))
+            pods = self.request(
+                "GET", f"/api/v1/namespaces/{self.namespace}/pods", "pods", query=[("labelSelector", labels)]
+            )
+            members += [pod_member(pod, c) for pod in pods.get("items") or []]
         return TrafficState(weights=weights, members=members)
 
     def plan(self, current: TrafficState, wanted: dict[str, int]) -> dict[str, int]:
@@ -228,23 +244,15 @@ class ServiceRoute(TrafficBackend):
         live = TrafficState(weights=merged).live_colour
         if self.route:
             route = set_route_weights(self._route, merged, self.backends)
-            self._call(
-                f"HTTPRoute {self.route}",
-                self.custom.replace_namespaced_custom_object,
-                ROUTE_GROUP,
-                ROUTE_VERSION,
-                self.namespace,
-                "httproutes",
-                self.route,
-                route,  # carries metadata.resourceVersion: a concurrent change fails with 409
-            )
+            # the body carries metadata.resourceVersion: a concurrent change fails with 409
+            self.request("PUT", self._route_path(), f"HTTPRoute {self.route}", body=route)
         if live is not None and live != self._selector_colour:
-            self._call(
+            self.request(
+                "PATCH",
+                self._service_path(),
                 f"Service {self.service}",
-                self.core.patch_namespaced_service,
-                self.service,
-                self.namespace,
-                {"spec": {"selector": {self.colour_label: live}}},
+                body={"spec": {"selector": {self.colour_label: live}}},
+                content_type="application/merge-patch+json",
             )
             self._selector_colour = live
 
