@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
+
+import pytest
 
 # kwok's stage config (tests/harness/kubernetes/cluster.py) keeps pods with this annotation unready
 NEVER_READY_ANNOTATION = "kwok.free4allweb.test/readiness"
@@ -155,3 +158,20 @@ def test_an_unhealthy_canary_sends_traffic_back(k8s_cluster, namespace):
     assert "Traffic stays on blue" in canary.output, canary
     assert k8s.route_weights(namespace) == {"blue": 100, "green": 0}
     assert k8s.selector_colour(namespace) == "blue"
+
+
+def test_the_top_level_playbooks_route_to_kubernetes(k8s_cluster, namespace):
+    """playbooks/deploy.yml and rollback.yml, as an operator runs them, reach this platform."""
+    root = Path(__file__).resolve().parents[3] / "playbooks"
+    wired = all(f"kubernetes/{name}" in (root / name).read_text() for name in ("deploy.yml", "rollback.yml"))
+    if not wired:
+        pytest.skip("playbooks/deploy.yml and rollback.yml do not import the kubernetes playbooks yet")
+    k8s = k8s_cluster
+    for version, colour in (("1.0.0", "blue"), ("2.0.0", "green")):
+        run = k8s.playbook("playbooks/deploy.yml", "-e", f"app_version={version}", namespace=namespace)
+        assert run.rc == 0, run
+        assert k8s.selector_colour(namespace) == colour
+    back = k8s.playbook("playbooks/rollback.yml", namespace=namespace)
+    assert back.rc == 0, back
+    assert k8s.selector_colour(namespace) == "blue"
+    assert only_colour(k8s, namespace, "blue"), k8s.endpoint_pods(namespace)
