@@ -81,13 +81,7 @@ extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-author:
-  - free4allweb platform engineering
+  - free4allweb.devops.common
 """
 
 EXAMPLES = r"""
