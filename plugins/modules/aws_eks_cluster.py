@@ -233,7 +233,7 @@ def ensure_present(module, client):
     except ValueError as e:
         module.fail_json(msg=str(e))
     to_set, to_remove = tag_changes(cluster.get("tags") or {}, p["tags"], p["purge_tags"])
-    names = [name for name, _ in updates] + (["tags"] if to_set or to_remove else [])
+    names = [update[0] for update in updates] + (["tags"] if to_set or to_remove else [])
     if not names:
         module.exit_json(changed=False, updates=[], cluster=result_cluster(cluster))
     if module.check_mode:

@@ -139,7 +139,7 @@ def main():
 
     if existing:
         current_tags = boto3_tag_list_to_ansible_dict(existing.get("TagList", []))
-        to_set, _ = tag_changes(current_tags, p["tags"], purge=False)
+        to_set = tag_changes(current_tags, p["tags"], purge=False)[0]
         if to_set and not module.check_mode:
             try:
                 client.add_tags_to_resource(
