@@ -564,7 +564,9 @@ def main():
         try:
             _write_report(p["report_path"], render_html(analysis, title=p["report_title"], config=config))
         except OSError as e:
-            module.fail_json(msg=f"could not write the report to {p['report_path']}: {e}", verdict="error", **result)
+            # the analysis stands, but a task that promised a report must not pass without it
+            result["verdict"] = "error"
+            module.fail_json(msg=f"could not write the report to {p['report_path']}: {e}", **result)
         result["report_path"] = p["report_path"]
     module.exit_json(changed=False, **result)
 

@@ -32,7 +32,9 @@ options:
     default: request
 attributes:
   action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
+    description: >-
+      Indicates this has a corresponding action plugin so some parts of the options can be
+      executed on the controller.
     support: full
 extends_documentation_fragment:
   - free4allweb.devops.common

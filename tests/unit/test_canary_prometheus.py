@@ -296,7 +296,9 @@ def test_analysis_queries_both_colours_and_judges(stub):
     out = analysis.as_dict()
     assert out["verdict"] == "pass", out["reason"]
     sent = [form["query"] for _, form, _ in stub.requests]
-    assert any('colour="green",status=~"5.."' in q and "[300s]" in q for q in sent)  # totals over the window
+    # totals over the window
+    green_errors = 'colour="green",route=~"/api/.+",route!="/api/events",status=~"5.."'
+    assert any(green_errors in q and "[300s]" in q for q in sent)
     assert any('colour="blue"' in q and "[10s]" in q for q in sent)  # per-step series
     assert {q["colour"] for q in out["queries"]} == {"baseline", "canary"}
     assert out["window"]["steps"] == 30

@@ -167,18 +167,21 @@ class HistogramData:
 
 _REQUESTS = "free4allweb_http_requests_total"
 _BUCKETS = "free4allweb_http_request_duration_seconds_bucket"
+# Only what users ask for: the load balancer's health checks (/ready, the same on both colours)
+# would dilute a canary's errors and latency, and /api/events streams last for minutes.
+_API = 'route=~"/api/.+",route!="/api/events"'
 
 
 def free4allweb_metrics() -> list[dict]:
     """The suggested metric set for the reference app (see docs/canary.md)."""
-    latency_step = f"sum by (le) (rate({_BUCKETS}{{$selector}}[$window]))"
+    latency_step = f"sum by (le) (rate({_BUCKETS}{{$selector,{_API}}}[$window]))"
     return [
         {
             "name": "error_ratio",
             "kind": "ratio",
             "description": "Share of requests answered 5xx, judged from the counts",
-            "numerator": f'sum(increase({_REQUESTS}{{$selector,status=~"5.."}}[$window]))',
-            "denominator": f"sum(increase({_REQUESTS}{{$selector}}[$window]))",
+            "numerator": f'sum(increase({_REQUESTS}{{$selector,{_API},status=~"5.."}}[$window]))',
+            "denominator": f"sum(increase({_REQUESTS}{{$selector,{_API}}}[$window]))",
             "direction": "increase",
             "critical": True,
             "tolerance_abs": 0.02,
@@ -210,7 +213,7 @@ def free4allweb_metrics() -> list[dict]:
             "name": "latency_tail",
             "kind": "histogram",
             "description": "Share of requests slower than the baseline's p99 bucket",
-            "query": f"sum by (le) (increase({_BUCKETS}{{$selector}}[$window]))",
+            "query": f"sum by (le) (increase({_BUCKETS}{{$selector,{_API}}}[$window]))",
             "direction": "increase",
             "critical": True,
             "tail_quantile": 0.99,

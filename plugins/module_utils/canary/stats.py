@@ -64,7 +64,7 @@ def u_null_cdf(m: int, n: int) -> np.ndarray:
 
 def tie_sizes(values: np.ndarray) -> np.ndarray:
     """Sizes of the groups of equal values (only groups larger than one)."""
-    _, counts = np.unique(values, return_counts=True)
+    counts = np.unique(values, return_counts=True)[1]
     return counts[counts > 1]
 
 

@@ -172,14 +172,14 @@ class ServiceRoute(TrafficBackend):
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
         try:
-            m, url, headers, body, _ = self.api.param_serialize(
+            m, url, headers, body = self.api.param_serialize(
                 method=method,
                 resource_path=path,
                 query_params=query,
                 header_params=headers,
                 body=body,
                 auth_settings=["BearerToken"],
-            )
+            )[:4]  # the fifth item (post params) is unused
             resp = self.api.call_api(m, url, header_params=headers, body=body)
             resp.read()
         except Exception as exc:
