@@ -64,16 +64,20 @@ def test_registered_in_backends():
 REGION = "eu-west-1"
 
 
+def client(service: str):
+    """A boto3 client with dummy keys of its own (nothing set in the environment)."""
+    return boto3.client(service, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
 @pytest.fixture
 def alb(monkeypatch):
     """A VPC, an ALB with an HTTPS listener forwarding 100/0 to blue/green, one target each."""
-    for var in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+    # moto's in-process mock intercepts AWS's own endpoints: no endpoint override may leak in
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2", "AWS_PROFILE"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with mock_aws():
-        ec2 = boto3.client("ec2", region_name=REGION)
-        elb = boto3.client("elbv2", region_name=REGION)
+        ec2 = client("ec2")
+        elb = client("elbv2")
         vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
         subnets = [
             ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{az}")["Subnet"][
@@ -89,7 +93,7 @@ def alb(monkeypatch):
             ][0]
             arns[colour] = tg["TargetGroupArn"]
             elb.register_targets(TargetGroupArn=tg["TargetGroupArn"], Targets=[{"Id": "10.0.0.10", "Port": 8000}])
-        cert = boto3.client("acm", region_name=REGION).request_certificate(DomainName="api.example.test")
+        cert = client("acm").request_certificate(DomainName="api.example.test")
         elb.create_listener(
             LoadBalancerArn=lb["LoadBalancerArn"],
             Protocol="HTTPS",
@@ -100,12 +104,13 @@ def alb(monkeypatch):
         yield elb, arns
 
 
-def make_backend(**extra):
+def make_backend(load_balancer_name="web", **extra):
     return ForwardWeights(
         region=REGION,
-        load_balancer_name="web",
+        load_balancer_name=load_balancer_name,
         blue_target_group="web-blue",
         green_target_group="web-green",
+        client=client("elbv2"),
         **extra,
     )
 
@@ -158,9 +163,7 @@ def test_check_mode_changes_nothing(alb):
 
 
 def test_unknown_load_balancer_is_a_clear_error(alb):
-    backend = ForwardWeights(
-        region=REGION, load_balancer_name="nope", blue_target_group="web-blue", green_target_group="web-green"
-    )
+    backend = make_backend(load_balancer_name="nope")
     with pytest.raises(TrafficError, match="finding load balancer nope"):
         backend.read()
 
