@@ -98,6 +98,8 @@ class Moto:
     def start(self, timeout: float = 60) -> Moto:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
+        # the request recording (see aws_calls.py) goes beside the log, not into the working directory
+        env["MOTO_RECORDER_FILEPATH"] = str(self.log_path.with_suffix(".recording.jsonl"))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
