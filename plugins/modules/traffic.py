@@ -30,6 +30,12 @@ options:
         file written after a change, default C(/var/lib/haproxy/server-state); empty to skip),
         C(timeout) (seconds, default 5), C(separator) (between host and colour in server names,
         default C(_)).
+      - For C(alb) - C(region), C(load_balancer_name) and C(listener_port) (default 443) or
+        C(listener_arn), C(blue_target_group), C(green_target_group) (names or ARNs), C(profile),
+        C(endpoint_url).
+      - For C(kubernetes) - C(namespace), C(service) (its selector carries the live colour),
+        C(route) (HTTPRoute carrying canary weights), C(colour_label) (default C(colour)),
+        C(backend_pattern) (default C({service}-{colour})), C(kubeconfig), C(context).
     type: dict
     default: {}
   weights:
@@ -110,6 +116,11 @@ apply_seconds:
   returned: when changed and not in check mode
   type: float
   sample: 0.0021
+applied_at:
+  description: When the router had taken the change (Unix seconds, the host's clock).
+  returned: when changed and not in check mode
+  type: float
+  sample: 1795900000.123
 """
 
 from ansible.module_utils.basic import AnsibleModule

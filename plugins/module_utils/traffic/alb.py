@@ -24,14 +24,17 @@ from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.base im
     TrafficState,
 )
 
-try:
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
 
-    HAS_BOTO3 = True
-except ImportError:  # pragma: no cover - exercised only where boto3 is missing
-    HAS_BOTO3 = False
-    BotoCoreError = ClientError = Exception
+
+def _boto():
+    """boto3 and botocore's error classes, imported on first use: every traffic call on every
+    platform imports this file, and boto3 takes about 0.2 s to import."""
+    try:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # pragma: no cover - exercised only where boto3 is missing
+        raise TrafficError("the alb traffic backend needs boto3 (pip install boto3) on the host running it") from None
+    return boto3, (BotoCoreError, ClientError)
 
 
 def forward_action(actions: list[dict]) -> dict:
@@ -100,9 +103,8 @@ class ForwardWeights(TrafficBackend):
         endpoint_url: str | None = None,
         client=None,
     ):
+        boto3, self._errors = _boto()
         if client is None:
-            if not HAS_BOTO3:
-                raise TrafficError("the alb traffic backend needs boto3 (pip install boto3) on the host running it")
             session = boto3.session.Session(profile_name=profile, region_name=region)
             client = session.client("elbv2", endpoint_url=endpoint_url)
         if not (listener_arn or load_balancer_name):
@@ -119,7 +121,7 @@ class ForwardWeights(TrafficBackend):
     def _call(self, what: str, fn, **kwargs):
         try:
             return fn(**kwargs)
-        except (BotoCoreError, ClientError) as exc:
+        except self._errors as exc:
             raise TrafficError(f"{what} failed: {exc}") from None
 
     @property
