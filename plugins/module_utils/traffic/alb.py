@@ -25,7 +25,6 @@ from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.base im
 )
 
 
-
 def _boto():
     """boto3 and botocore's error classes, imported on first use: every traffic call on every
     platform imports this file, and boto3 takes about 0.2 s to import."""
