@@ -481,7 +481,7 @@ def argument_spec() -> dict:
         "alpha": {"type": "float", "default": 0.01},
         "confidence": {"type": "float", "default": 0.975},
         "fail_fraction": {"type": "float", "default": 0.5},
-        "pass_score": {"type": "float", "default": 95.0},
+        "pass_score": {"type": "float", "default": 95.0, "no_log": False},
         "marginal_score": {"type": "float", "default": 75.0},
         "report_path": {"type": "path"},
         "report_title": {"type": "str", "default": "Canary analysis"},

@@ -84,6 +84,7 @@ def shift_traffic(
     started = clock()
     backend.apply(plan)
     result["apply_seconds"] = round(clock() - started, 4)
+    result["applied_at"] = time.time()
     after_state = backend.read()
     mismatch = {c: after_state.weights.get(c) for c, w in plan.items() if after_state.weights.get(c) != w}
     if mismatch:
