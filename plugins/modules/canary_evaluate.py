@@ -29,8 +29,6 @@ description:
   - The module only reads. It reports C(changed=false) and supports check mode; in check mode
     it still queries Prometheus but does not write the HTML report.
   - See C(docs/canary.md) in the collection for the method, the defaults and the benchmark.
-author:
-  - free4allweb platform engineering
 requirements:
   - numpy
   - scipy
@@ -234,6 +232,11 @@ notes:
   - Check the verdict in the playbook (see the examples); the module itself only fails on errors.
 seealso:
   - module: free4allweb.devops.traffic
+attributes:
+  check_mode:
+    details: In check mode Prometheus is still queried, but no report is written.
+extends_documentation_fragment:
+  - free4allweb.devops.common
 """
 
 EXAMPLES = r"""
