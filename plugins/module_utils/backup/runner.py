@@ -1,0 +1,92 @@
+"""Commands as the postgres user, with errors that say what failed and never show a secret.
+
+PostgreSQL and pgBackRest refuse to run as root: when this process is root, every command is
+prefixed with `runuser -u postgres --`; when it already is that user, commands run as they are.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+
+
+class CommandFailed(Exception):
+    """A command exited non-zero. The message holds the command and the end of its output."""
+
+    def __init__(self, args, returncode, stdout, stderr, secrets=()):
+        self.command = list(args)
+        self.returncode = returncode
+        self.stdout = mask(stdout or "", secrets)
+        self.stderr = mask(stderr or "", secrets)
+        lines = (self.stderr.strip() or self.stdout.strip()).splitlines()[-8:]
+        shown = mask(" ".join(str(a) for a in args), secrets)
+        super().__init__(f"{shown} failed (rc {returncode}): {' / '.join(line.strip() for line in lines)}")
+
+
+def mask(text: str, secrets=()) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "********")
+    return text
+
+
+class Runner:
+    """Runs commands as `user` (default postgres)."""
+
+    def __init__(self, user: str = "postgres", secrets=()):
+        self.user = user
+        self.secrets = [s for s in secrets if s]
+        self.prefix: list[str] = []
+        self.uid = self.gid = None
+        try:
+            entry = pwd.getpwnam(user)
+        except KeyError:
+            entry = None
+        if entry is not None and os.geteuid() == 0 and entry.pw_uid != 0:
+            self.prefix = ["runuser", "-u", user, "--"]
+            self.uid, self.gid = entry.pw_uid, entry.pw_gid
+
+    def add_secret(self, secret: str | None) -> None:
+        if secret:
+            self.secrets.append(secret)
+
+    def run(self, args, *, check=True, timeout=None, stdin=None, env=None, cwd=None) -> subprocess.CompletedProcess:
+        full = [*self.prefix, *[str(a) for a in args]]
+        try:
+            proc = subprocess.run(
+                full, input=stdin, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise CommandFailed(args, -1, "", f"timed out after {timeout} s", self.secrets) from exc
+        except FileNotFoundError as exc:
+            raise CommandFailed(args, 127, "", f"{exc.filename} not found", self.secrets) from exc
+        if check and proc.returncode:
+            raise CommandFailed(args, proc.returncode, proc.stdout, proc.stderr, self.secrets)
+        return proc
+
+    def start(self, args, *, env=None) -> subprocess.Popen:
+        """Start a command in the background (its own session, so it can be stopped as a group)."""
+        return subprocess.Popen(
+            [*self.prefix, *[str(a) for a in args]],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+
+    def own(self, path: str) -> None:
+        """Give a path this process created to the user the commands run as."""
+        if self.uid is not None:
+            os.chown(path, self.uid, self.gid)
+
+    def make_dir(self, path: str, mode: int = 0o700) -> str:
+        os.makedirs(path, mode=mode, exist_ok=True)
+        os.chmod(path, mode)
+        self.own(path)
+        return path
+
+    def remove_tree(self, path: str) -> None:
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,284 @@
+"""Where manifests, logical dumps and verification records live: beside the backups, in the
+pgBackRest repository itself (a directory for posix repositories, the bucket for S3 ones).
+
+Keys are relative to the repository path, under `f4a/<stanza>/`:
+    manifest/<label>.json            the data manifest of a physical backup
+    logical/<stamp>/...              one logical backup: <db>.dump, globals.sql, manifest.json
+    verified/<label>.json            the last verification of a backup
+
+S3 requests are signed (AWS SigV4) by curl (`--aws-sigv4`, curl >= 7.75); the credentials reach
+curl on its standard input, never on a command line. pgBackRest's own S3 options configure it:
+endpoint, port, bucket, region, key, key-secret, uri-style, storage-verify-tls, storage-ca-file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.parse
+import xml.etree.ElementTree as ET
+
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+class StoreError(Exception):
+    pass
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Store:
+    description = ""
+
+    def put_file(self, key: str, path: str) -> None:
+        raise NotImplementedError
+
+    def get_file(self, key: str, path: str) -> None:
+        raise NotImplementedError
+
+    def list(self, prefix: str) -> list[str]:
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    runner = None
+
+    @contextlib.contextmanager
+    def _scratch(self):
+        """A private temporary directory the commands' user (curl runs as postgres) can use."""
+        with tempfile.TemporaryDirectory(prefix="f4a-store-") as tmp:
+            if self.runner is not None:
+                self.runner.own(tmp)
+            yield tmp
+
+    def put_text(self, key: str, text: str) -> None:
+        with self._scratch() as tmp:
+            path = os.path.join(tmp, "object")
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            if self.runner is not None:
+                self.runner.own(path)
+            self.put_file(key, path)
+
+    def get_text(self, key: str) -> str | None:
+        """The object's text, or None when it does not exist."""
+        with self._scratch() as tmp:
+            path = os.path.join(tmp, "object")
+            try:
+                self.get_file(key, path)
+            except FileNotFoundError:
+                return None
+            with open(path, encoding="utf-8") as fh:
+                return fh.read()
+
+
+class PosixStore(Store):
+    def __init__(self, root: str, runner=None):
+        self.root = root
+        self.runner = runner
+        self.description = f"posix {root}"
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.root, key.lstrip("/"))
+
+    def _own(self, path: str) -> None:
+        if self.runner is not None:
+            self.runner.own(path)
+
+    def put_file(self, key: str, path: str) -> None:
+        dest = self._path(key)
+        parent = os.path.dirname(dest)
+        missing = []
+        while parent and not os.path.isdir(parent):
+            missing.append(parent)
+            parent = os.path.dirname(parent)
+        for directory in reversed(missing):
+            os.mkdir(directory, 0o750)
+            self._own(directory)
+        tmp = dest + ".part"
+        shutil.copyfile(path, tmp)
+        os.chmod(tmp, 0o640)
+        self._own(tmp)
+        os.replace(tmp, dest)
+
+    def get_file(self, key: str, path: str) -> None:
+        src = self._path(key)
+        if not os.path.exists(src):
+            raise FileNotFoundError(src)
+        shutil.copyfile(src, path)
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        out = []
+        for directory, _, files in os.walk(base):
+            for name in files:
+                full = os.path.join(directory, name)
+                out.append(os.path.relpath(full, self.root))
+        return sorted(out)
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(key))
+        parent = os.path.dirname(self._path(key))
+        while parent.startswith(self.root.rstrip("/") + "/") and os.path.isdir(parent) and not os.listdir(parent):
+            os.rmdir(parent)
+            parent = os.path.dirname(parent)
+
+
+class S3Store(Store):
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        bucket: str,
+        region: str,
+        key: str,
+        secret: str,
+        prefix: str = "",
+        port: int = 443,
+        uri_style: str = "host",
+        verify_tls: bool = True,
+        ca_file: str | None = None,
+        runner=None,
+        curl: str = "curl",
+    ):
+        self.endpoint, self.bucket, self.region = endpoint, bucket, region
+        self.key, self.secret = key, secret
+        self.prefix = prefix.strip("/")
+        self.port = int(port)
+        self.uri_style = uri_style
+        self.verify_tls, self.ca_file = verify_tls, ca_file
+        self.runner = runner
+        self.curl = curl
+        self.description = f"s3://{bucket}/{self.prefix} at {endpoint}:{self.port}"
+        if runner is not None:
+            runner.add_secret(secret)
+
+    def _object_key(self, key: str) -> str:
+        return f"{self.prefix}/{key.lstrip('/')}" if self.prefix else key.lstrip("/")
+
+    def _base(self) -> str:
+        if self.uri_style == "path":
+            return f"https://{self.endpoint}:{self.port}/{self.bucket}"
+        return f"https://{self.bucket}.{self.endpoint}:{self.port}"
+
+    def _request(self, method: str, object_key: str = "", *, query=None, upload=None, download=None) -> str:
+        url = self._base() + "/" + urllib.parse.quote(object_key, safe="/~")
+        if query:
+            url += "?" + urllib.parse.urlencode(sorted(query.items()), quote_via=urllib.parse.quote)
+        payload_hash = sha256_file(upload) if upload else EMPTY_SHA256
+        with self._scratch() as tmp:
+            body = os.path.join(tmp, "body")
+            args = [
+                self.curl,
+                "--silent",
+                "--show-error",
+                "--config",
+                "-",
+                "--aws-sigv4",
+                f"aws:amz:{self.region}:s3",
+                "--header",
+                f"x-amz-content-sha256: {payload_hash}",
+                "--request",
+                method,
+                "--output",
+                download or body,
+                "--write-out",
+                "%{http_code}",
+                "--retry",
+                "2",
+            ]
+            if not self.verify_tls:
+                args.append("--insecure")
+            elif self.ca_file:
+                args += ["--cacert", self.ca_file]
+            if upload:
+                args += ["--upload-file", upload]
+            args.append(url)
+            # the credentials go to curl on stdin (never on its command line, which ps shows)
+            config = f'user = "{self.key}:{self.secret}"\n'
+            proc = (self.runner.run if self.runner else _run)(args, check=False, stdin=config)
+            status = proc.stdout.strip()[-3:]
+            text = ""
+            if os.path.exists(body):
+                with open(body, encoding="utf-8", errors="replace") as fh:
+                    text = fh.read()
+            if proc.returncode or not status.startswith("2"):
+                if status == "404":
+                    if download and os.path.exists(download):
+                        os.unlink(download)
+                    raise FileNotFoundError(f"{self.description}: {object_key} not found")
+                detail = (proc.stderr.strip() or text.strip())[-300:]
+                raise StoreError(f"S3 {method} {object_key or '/'} on {self.description} failed ({status}): {detail}")
+            return text
+
+    def put_file(self, key: str, path: str) -> None:
+        self._request("PUT", self._object_key(key), upload=path)
+
+    def get_file(self, key: str, path: str) -> None:
+        self._request("GET", self._object_key(key), download=path)
+
+    def delete(self, key: str) -> None:
+        self._request("DELETE", self._object_key(key))
+
+    def list(self, prefix: str) -> list[str]:
+        full = self._object_key(prefix)
+        out: list[str] = []
+        token = None
+        while True:
+            query = {"list-type": "2", "prefix": full}
+            if token:
+                query["continuation-token"] = token
+            text = self._request("GET", "", query=query)
+            root = ET.fromstring(text)
+            ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+            for item in root.findall(f"{ns}Contents"):
+                name = item.findtext(f"{ns}Key") or ""
+                out.append(name[len(self.prefix) + 1 :] if self.prefix else name)
+            if root.findtext(f"{ns}IsTruncated") != "true":
+                break
+            token = root.findtext(f"{ns}NextContinuationToken")
+        return sorted(out)
+
+
+def _run(args, check=False, stdin=None):
+    import subprocess
+
+    return subprocess.run(args, input=stdin, capture_output=True, text=True, check=check)
+
+
+def store_for(options: dict, runner=None) -> Store:
+    """The store of one repository, from its pgBackRest options (pgbackrest.repo_options)."""
+    kind = options.get("type", "posix")
+    if kind == "posix":
+        return PosixStore(options.get("path", "/var/lib/pgbackrest"), runner)
+    if kind == "s3":
+        verify = options.get("storage-verify-tls", options.get("s3-verify-tls", "y")) not in ("n", "no", "false", "0")
+        return S3Store(
+            endpoint=options["s3-endpoint"],
+            bucket=options["s3-bucket"],
+            region=options["s3-region"],
+            key=options.get("s3-key", ""),
+            secret=options.get("s3-key-secret", ""),
+            prefix=options.get("path", "/"),
+            port=int(options.get("storage-port", options.get("s3-port", 443))),
+            uri_style=options.get("s3-uri-style", "host"),
+            verify_tls=verify,
+            ca_file=options.get("storage-ca-file") or options.get("s3-ca-file"),
+            runner=runner,
+        )
+    raise StoreError(f"repository type {kind} is not supported for manifests and logical dumps (posix and s3 are)")
+
+
+def stanza_prefix(stanza: str) -> str:
+    return f"f4a/{stanza}"

@@ -1,0 +1,518 @@
+"""backup_verify: a backup proves itself by being restored and checked.
+
+For a pgBackRest set:
+    structure   pgbackrest verify of the set, plus the WAL it needs being in the archive
+    restore     pgbackrest restore into a scratch instance, recovered to the manifest's restore
+                point (or to consistency when there is no manifest), promoted
+    amcheck     pg_amcheck --heapallindexed over every database of the copy
+    manifest    row counts and checksums of the copy against the manifest recorded at backup time
+    assertions  the caller's SQL, each returning true
+For a logical dump: the files' sha256 and size against its manifest and `pg_restore --list`
+(structure), pg_restore into a fresh scratch instance (restore), then the same three checks.
+
+The structural check runs alongside the restore (both only read the repository); a failed
+structural check stops the restore. amcheck runs alongside the manifest comparison.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+
+from . import manifest as manifest_mod
+from .database import fetch_one
+from .pgbackrest import PgBackRestError
+from .runner import CommandFailed
+from .scratch import Scratch, ScratchFailed, remove_leftovers
+from .store import sha256_file, stanza_prefix
+
+# openssl enc options of encrypted logical dumps (logical.py writes them)
+CIPHER = ("-aes-256-cbc", "-pbkdf2", "-iter", "100000")
+
+CHECKS = ("structure", "restore", "amcheck", "manifest", "assertions")
+
+
+class Verification:
+    """Collects each check's result and time."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.started = time.monotonic()
+        self.checks: dict[str, dict] = {}
+        self.result: dict = {"kind": kind}
+
+    def record(self, name: str, ok: bool, seconds: float, reason: str = "", **details) -> bool:
+        self.checks[name] = {"name": name, "ok": ok, "seconds": round(seconds, 3), "reason": reason, **details}
+        return ok
+
+    def skip(self, name: str, why: str) -> None:
+        self.checks[name] = {"name": name, "ok": None, "seconds": 0.0, "reason": "", "skipped": why}
+
+    def finish(self) -> dict:
+        for name in CHECKS:
+            if name not in self.checks:
+                self.skip(name, "not reached")
+        failed = [c for c in self.checks.values() if c["ok"] is False]
+        structural_only = all(self.checks[n]["ok"] is None for n in CHECKS[1:])
+        verified = not failed and self.checks["structure"]["ok"] is True
+        verified = verified and (structural_only or self.checks["restore"]["ok"] is True)
+        self.result.update(
+            verified=verified,
+            structural_only=structural_only,
+            reason="; ".join(f"{c['name']}: {c['reason']}" for c in failed),
+            checks=[self.checks[n] for n in CHECKS],
+            seconds=round(time.monotonic() - self.started, 3),
+        )
+        return self.result
+
+
+def _kill(proc) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except Exception:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def run_assertions(scratch: Scratch, assertions, default_db: str) -> tuple[bool, str, list]:
+    """Each assertion: {name, sql, database}. It passes when its first column is true."""
+    results, failures = [], []
+    for i, assertion in enumerate(assertions or ()):
+        name = assertion.get("name") or f"assertion {i + 1}"
+        db = assertion.get("database") or default_db
+        t0 = time.monotonic()
+        try:
+            conn = scratch.connect(db)
+            try:
+                for statement in manifest_mod.SESSION_SETTINGS:
+                    conn.cursor().execute(statement)
+                row = fetch_one(conn, assertion["sql"])
+            finally:
+                conn.close()
+            ok = bool(row) and row[0] is True
+            reason = "" if ok else f"{name} returned {row[0] if row else 'no row'!r}, not true"
+        except Exception as exc:  # an assertion's SQL error is its failure
+            ok, reason = False, f"{name} failed: {str(exc).strip().splitlines()[0]}"
+        results.append({"name": name, "database": db, "ok": ok, "seconds": round(time.monotonic() - t0, 3)})
+        if not ok:
+            failures.append(reason)
+    return not failures, "; ".join(failures), results
+
+
+def _check_copy(v: Verification, scratch: Scratch, recorded: dict | None, *, assertions, exclude, jobs: int) -> None:
+    """amcheck (in the background) while the manifest is compared, then the assertions."""
+    amcheck = scratch.runner.start(
+        [
+            scratch.pg("pg_amcheck"),
+            "-h",
+            scratch.dir,
+            "-p",
+            str(scratch.port),
+            "-U",
+            "postgres",
+            "--all",
+            "--heapallindexed",
+            "--install-missing",
+            "--no-strict-names",
+            "-j",
+            str(jobs),
+        ]
+    )
+    t_amcheck = time.monotonic()
+    try:
+        if recorded:
+            t0 = time.monotonic()
+            try:
+                skip = [*(exclude or ()), *recorded.get("excluded", ())]
+                restored = manifest_mod.capture(scratch.connect, databases=list(recorded["databases"]), exclude=skip)
+                cmp = manifest_mod.compare(recorded, restored, skip)
+                v.record(
+                    "manifest",
+                    cmp["ok"],
+                    time.monotonic() - t0,
+                    "; ".join(cmp["mismatches"][:10]),
+                    tables=cmp["tables_checked"],
+                    rows=restored["rows"],
+                    rows_recorded=recorded.get("rows"),
+                    extra_tables=cmp["extra_tables"],
+                    mismatches=cmp["mismatches"],
+                )
+            except Exception as exc:
+                v.record("manifest", False, time.monotonic() - t0, f"could not read the restored copy: {exc}")
+        else:
+            v.skip("manifest", "no manifest was recorded for this backup")
+    finally:
+        out, err = amcheck.communicate()
+        output = (out + err).strip()
+        ok = amcheck.returncode == 0 and not output
+        v.record(
+            "amcheck",
+            ok,
+            time.monotonic() - t_amcheck,
+            "" if ok else f"pg_amcheck (rc {amcheck.returncode}): {' / '.join(output.splitlines()[:6])}",
+        )
+    if assertions:
+        default_db = next(iter(recorded["databases"])) if recorded else "postgres"
+        t0 = time.monotonic()
+        ok, reason, results = run_assertions(scratch, assertions, default_db)
+        v.record("assertions", ok, time.monotonic() - t0, reason, results=results)
+    else:
+        v.skip("assertions", "none given")
+
+
+def backup_summary(backup: dict) -> dict:
+    return {
+        "label": backup["label"],
+        "type": backup["type"],
+        "repo": backup.get("repo"),
+        "prior": backup.get("prior"),
+        "time_start": backup["timestamp"]["start"],
+        "time_stop": backup["timestamp"]["stop"],
+        "lsn_start": backup.get("lsn", {}).get("start"),
+        "lsn_stop": backup.get("lsn", {}).get("stop"),
+        "wal_start": backup.get("archive", {}).get("start"),
+        "wal_stop": backup.get("archive", {}).get("stop"),
+        "size": backup.get("info", {}).get("size"),
+        "delta": backup.get("info", {}).get("delta"),
+        "repo_size": backup.get("info", {}).get("repository", {}).get("size"),
+        "repo_delta": backup.get("info", {}).get("repository", {}).get("delta"),
+        "annotation": backup.get("annotation") or {},
+    }
+
+
+def manifest_key(stanza: str, label: str) -> str:
+    return f"{stanza_prefix(stanza)}/manifest/{label}.json"
+
+
+def record_key(stanza: str, name: str) -> str:
+    return f"{stanza_prefix(stanza)}/verified/{name}.json"
+
+
+def load_json(store, key: str) -> dict | None:
+    text = store.get_text(key)
+    return json.loads(text) if text else None
+
+
+def verify_physical(
+    pgbr,
+    store,
+    *,
+    repo: int,
+    label: str = "latest",
+    scratch_base: str,
+    bindir: str,
+    assertions=(),
+    exclude=(),
+    require_manifest: bool = True,
+    structural_only: bool = False,
+    process_max: int = 2,
+    jobs: int = 2,
+    timeout: float = 3600,
+    settings=None,
+    now: float | None = None,
+) -> dict:
+    v = Verification("physical")
+    try:
+        backup = pgbr.find(repo, label)
+    except (PgBackRestError, CommandFailed) as exc:
+        v.record("structure", False, 0.0, str(exc))
+        return v.finish()
+    summary = backup_summary(backup)
+    now = time.time() if now is None else now
+    v.result.update(
+        backup=summary,
+        repo=repo,
+        stanza=pgbr.stanza,
+        store=store.description,
+        backup_age_seconds=round(now - summary["time_stop"], 1),
+        sizes={"backup": summary["size"], "repository": summary["repo_size"]},
+    )
+    recorded = load_json(store, manifest_key(pgbr.stanza, summary["label"]))
+    if recorded is None and require_manifest:
+        v.record(
+            "structure",
+            False,
+            0.0,
+            f"no data manifest was recorded for backup {summary['label']} in {store.description}",
+        )
+        return v.finish()
+    point = (recorded or {}).get("point", {})
+    if recorded:
+        v.result["manifest"] = {
+            "restore_point": point.get("restore_point"),
+            "lsn": point.get("lsn"),
+            "time": point.get("time"),
+            "tables": recorded.get("tables"),
+            "rows": recorded.get("rows"),
+        }
+    structure = pgbr.start_verify(repo, summary["label"])
+    if structural_only:
+        s = pgbr.finish_verify(structure, backup, point.get("lsn"))
+        v.record("structure", s["ok"], s["seconds"], s["reason"], wal_needed=s.get("wal_needed"))
+        for name in CHECKS[1:]:
+            v.skip(name, "structural check only (check mode)")
+        return v.finish()
+
+    remove_leftovers(scratch_base, pgbr.runner)
+    with Scratch(pgbr.runner, scratch_base, bindir, settings=settings) as scratch:
+        scratch.make_data_dir()
+        if point.get("restore_point"):
+            target = {"target_type": "name", "target": point["restore_point"]}
+        else:
+            target = {"target_type": "immediate"}
+        t0 = time.monotonic()
+        restore = pgbr.runner.start(
+            pgbr.restore_command(repo, summary["label"], scratch.data, process_max=process_max, **target)
+        )
+        s = None
+        while restore.poll() is None:
+            if s is None and structure[0].poll() is not None:
+                s = pgbr.finish_verify(structure, backup, point.get("lsn"))
+                v.record("structure", s["ok"], s["seconds"], s["reason"], wal_needed=s.get("wal_needed"))
+                if not s["ok"]:
+                    _kill(restore)
+                    v.skip("restore", "the structural check failed")
+                    return v.finish()
+            if time.monotonic() - t0 > timeout:
+                _kill(restore)
+                break
+            time.sleep(0.1)
+        out, err = restore.communicate()
+        restore_files = time.monotonic() - t0
+        if s is None:
+            s = pgbr.finish_verify(structure, backup, point.get("lsn"))
+            v.record("structure", s["ok"], s["seconds"], s["reason"], wal_needed=s.get("wal_needed"))
+        if restore.returncode:
+            text = (err or out).strip().splitlines()
+            v.record("restore", False, restore_files, f"pgbackrest restore failed: {' / '.join(text[-3:])}")
+            return v.finish()
+        if not s["ok"]:
+            v.skip("restore", "the structural check failed")
+            return v.finish()
+        scratch.configure()
+        try:
+            started = scratch.start(timeout)
+        except ScratchFailed as exc:
+            v.record("restore", False, time.monotonic() - t0, str(exc), files_seconds=round(restore_files, 3))
+            return v.finish()
+        v.result["restore_seconds"] = round(time.monotonic() - t0, 3)
+        v.result["sizes"]["restored"] = scratch.size()
+        v.record(
+            "restore",
+            True,
+            time.monotonic() - t0,
+            files_seconds=round(restore_files, 3),
+            recovery_seconds=round(started, 3),
+            target=target,
+        )
+        _check_copy(v, scratch, recorded, assertions=assertions, exclude=exclude, jobs=jobs)
+    return v.finish()
+
+
+# ---------------------------------------------------------------------------- logical dumps
+
+
+def logical_prefix(stanza: str) -> str:
+    return f"{stanza_prefix(stanza)}/logical"
+
+
+def logical_backups(store, stanza: str) -> list[str]:
+    """Stamps of complete logical backups (those with a manifest.json), oldest first."""
+    prefix = logical_prefix(stanza) + "/"
+    stamps = set()
+    for key in store.list(prefix):
+        rest = key[len(prefix) :] if key.startswith(prefix) else key
+        stamp, _, name = rest.partition("/")
+        if name == "manifest.json":
+            stamps.add(stamp)
+    return sorted(stamps)
+
+
+def decrypt(runner, src: str, dest: str, passphrase: str) -> None:
+    env = dict(os.environ, F4A_DUMP_PASS=passphrase)
+    runner.run(
+        ["openssl", "enc", "-d", *CIPHER, "-in", src, "-out", dest, "-pass", "env:F4A_DUMP_PASS"],
+        env=env,
+        timeout=3600,
+    )
+
+
+def verify_logical(
+    store,
+    runner,
+    *,
+    stanza: str,
+    stamp: str = "latest",
+    scratch_base: str,
+    bindir: str,
+    passphrase: str | None = None,
+    assertions=(),
+    exclude=(),
+    structural_only: bool = False,
+    jobs: int = 2,
+    timeout: float = 3600,
+    settings=None,
+    now: float | None = None,
+) -> dict:
+    v = Verification("logical")
+    t0 = time.monotonic()
+    stamps = logical_backups(store, stanza)
+    if not stamps:
+        v.record("structure", False, 0.0, f"no logical backup of stanza {stanza} in {store.description}")
+        return v.finish()
+    if stamp in ("", "latest"):
+        stamp = stamps[-1]
+    elif stamp not in stamps:
+        v.record("structure", False, 0.0, f"no logical backup {stamp} (there are: {', '.join(stamps)})")
+        return v.finish()
+    prefix = f"{logical_prefix(stanza)}/{stamp}"
+    meta = load_json(store, f"{prefix}/manifest.json")
+    now = time.time() if now is None else now
+    v.result.update(
+        backup={"label": stamp, "type": "logical", "time_stop": meta["time"], "files": meta["files"]},
+        stanza=stanza,
+        store=store.description,
+        backup_age_seconds=round(now - meta["time"], 1),
+        sizes={"backup": sum(f["size"] for f in meta["files"].values())},
+        manifest={"tables": meta["data"].get("tables"), "rows": meta["data"].get("rows"), **meta["data"]["point"]},
+    )
+    if meta.get("encrypted") and not passphrase:
+        v.record("structure", False, 0.0, "the logical backup is encrypted and no passphrase was given")
+        return v.finish()
+    remove_leftovers(scratch_base, runner)
+    with Scratch(runner, scratch_base, bindir, settings=settings) as scratch:
+        work = runner.make_dir(os.path.join(scratch.dir, "files"))
+        problems, local = [], {}
+        for name, info in sorted(meta["files"].items()):
+            path = os.path.join(work, name)
+            try:
+                store.get_file(f"{prefix}/{name}", path)
+            except FileNotFoundError:
+                problems.append(f"{name} is missing from {store.description}")
+                continue
+            size, digest = os.path.getsize(path), sha256_file(path)
+            if size != info["size"] or digest != info["sha256"]:
+                problems.append(
+                    f"{name} is not the file written at backup time: {size} bytes (recorded {info['size']}), "
+                    f"sha256 {digest[:12]}... (recorded {info['sha256'][:12]}...)"
+                )
+                continue
+            if meta.get("encrypted"):
+                plain = path[: -len(".enc")] if path.endswith(".enc") else path + ".plain"
+                try:
+                    decrypt(runner, path, plain, passphrase)
+                except CommandFailed as exc:
+                    problems.append(f"{name} does not decrypt: {exc}")
+                    continue
+                os.unlink(path)
+                path = plain
+            runner.own(path)
+            local[name] = path
+        if not problems:
+            for name, info in meta["files"].items():
+                if info.get("database"):
+                    listed = runner.run([os.path.join(bindir, "pg_restore"), "--list", local[name]], check=False)
+                    if listed.returncode:
+                        problems.append(f"pg_restore --list {name}: {listed.stderr.strip()[-300:]}")
+        v.record("structure", not problems, time.monotonic() - t0, "; ".join(problems))
+        if problems or structural_only:
+            for name in CHECKS[1:]:
+                v.skip(name, "structural check only (check mode)" if structural_only else "the structural check failed")
+            return v.finish()
+        t1 = time.monotonic()
+        try:
+            scratch.initdb()
+            scratch.configure()
+            scratch.start(timeout)
+            host = ["-h", scratch.dir, "-p", str(scratch.port), "-U", "postgres"]
+            if "globals.sql" in local:
+                # roles first (owners of the restored objects); existing ones (postgres) are left as they are
+                runner.run(
+                    [os.path.join(bindir, "psql"), *host, "-X", "-q", "-d", "postgres", "-f", local["globals.sql"]]
+                )
+            for name, info in sorted(meta["files"].items()):
+                db = info.get("database")
+                if not db:
+                    continue
+                attrs = meta["data"]["databases"].get(db, {})
+                if db != "postgres":
+                    create = [
+                        os.path.join(bindir, "createdb"),
+                        *host,
+                        "-T",
+                        "template0",
+                        "-E",
+                        attrs.get("encoding", "UTF8"),
+                    ]
+                    if attrs.get("collate"):
+                        create += ["--lc-collate", attrs["collate"], "--lc-ctype", attrs.get("ctype", attrs["collate"])]
+                    runner.run([*create, db])
+                runner.run(
+                    [
+                        os.path.join(bindir, "pg_restore"),
+                        *host,
+                        "-d",
+                        db,
+                        "--exit-on-error",
+                        "-j",
+                        str(jobs),
+                        local[name],
+                    ],
+                    timeout=timeout,
+                )
+        except (CommandFailed, ScratchFailed) as exc:
+            v.record("restore", False, time.monotonic() - t1, str(exc))
+            return v.finish()
+        v.result["restore_seconds"] = round(time.monotonic() - t0, 3)
+        v.result["sizes"]["restored"] = scratch.size()
+        v.record("restore", True, time.monotonic() - t1)
+        recorded = meta["data"]
+        _check_copy(v, scratch, recorded, assertions=assertions, exclude=exclude, jobs=jobs)
+    return v.finish()
+
+
+def record(store, stanza: str, name: str, result: dict) -> str:
+    key = record_key(stanza, name)
+    store.put_text(key, json.dumps({**result, "recorded_at": time.time()}, indent=1, default=str))
+    return key
+
+
+def newest_verified(
+    pgbr,
+    store,
+    *,
+    repo: int,
+    before: float | None = None,
+    trust_records: bool = True,
+    max_candidates: int = 3,
+    verify_kwargs: dict,
+) -> dict:
+    """The newest backup (stopped before `before`, if given) that verifies: one whose recorded
+    verification passed (when trust_records), else the first of up to max_candidates, newest
+    first, that passes verification now."""
+    candidates = [b for b in reversed(pgbr.backups(repo)) if before is None or b["timestamp"]["stop"] < before]
+    if not candidates:
+        raise PgBackRestError(f"repo{repo} holds no backup" + (" before the target time" if before else ""))
+    attempts = []
+    if trust_records:
+        for b in candidates:
+            rec = load_json(store, record_key(pgbr.stanza, b["label"]))
+            if rec and rec.get("verified"):
+                return {"label": b["label"], "how": "recorded verification", "record": rec, "attempts": attempts}
+    for b in candidates[:max_candidates]:
+        result = verify_physical(pgbr, store, repo=repo, label=b["label"], **verify_kwargs)
+        attempts.append({"label": b["label"], "verified": result["verified"], "reason": result["reason"]})
+        if result["verified"]:
+            record(store, pgbr.stanza, b["label"], result)
+            return {"label": b["label"], "how": "verified now", "record": result, "attempts": attempts}
+    raise PgBackRestError(
+        "no backup verifies: " + "; ".join(f"{a['label']}: {a['reason']}" for a in attempts)
+        if attempts
+        else "none tried"
+    )
