@@ -1,0 +1,245 @@
+"""backup_verify's logic on this host, against a real PostgreSQL 15 archiving with pgBackRest 2.45
+to a directory (repo1) and to S3 (repo2: moto behind an nginx TLS front, every request's SigV4
+signature checked). Each corruption is made for real in the repository, then undone."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from ansible_collections.free4allweb.devops.plugins.module_utils.backup import store as store_mod
+from ansible_collections.free4allweb.devops.plugins.module_utils.backup import verify
+from tests.support.pgbackrest_cluster import ArchivedCluster, flipped_byte, moved_aside
+from tests.support.s3_front import S3Front
+
+PASSPHRASE = "unit-Passphrase-51c9"
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    with S3Front(tmp_path_factory.mktemp("s3")) as front:
+        front.create_bucket("f4a-unit-backups")
+        yield front
+
+
+@pytest.fixture(scope="module")
+def cluster(s3):
+    repo2 = {**s3.repository("f4a-unit-backups"), "cipher_pass": PASSPHRASE}
+    c = ArchivedCluster(s3=repo2).create()
+    try:
+        c.sql("CREATE DATABASE app")
+        c.sql(
+            "CREATE TABLE scores (id serial PRIMARY KEY, game int, at timestamptz DEFAULT clock_timestamp(), b bytea);"
+            "INSERT INTO scores (game, b) SELECT g % 17, decode(md5(g::text), 'hex') FROM generate_series(1, 3000) g",
+            "app",
+        )
+        yield c
+    finally:
+        c.remove()
+
+
+def verify_physical(c: ArchivedCluster, repo: int = 1, label: str = "latest", **kw) -> dict:
+    return verify.verify_physical(
+        c.pgbr(),
+        c.store(repo),
+        repo=repo,
+        label=label,
+        scratch_base=str(c.scratch),
+        bindir="/usr/lib/postgresql/15/bin",
+        **kw,
+    )
+
+
+def check(result: dict, name: str) -> dict:
+    return next(ch for ch in result["checks"] if ch["name"] == name)
+
+
+def test_backup_then_verify_while_rows_are_written(cluster):
+    """Writers never stop: the manifest still matches the restored copy exactly."""
+    stop = threading.Event()
+
+    def write():
+        while not stop.is_set():
+            cluster.sql("INSERT INTO scores (game) VALUES (1)", "app")
+            time.sleep(0.005)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        out = cluster.backup("full", repos=(1, 2))
+        result = verify_physical(
+            cluster,
+            assertions=[{"name": "scores are back", "database": "app", "sql": "SELECT count(*) >= 3000 FROM scores"}],
+        )
+    finally:
+        stop.set()
+        writer.join()
+    assert out["manifest"]["write_pause_seconds"] < 1.0
+    assert result["verified"], result["reason"]
+    assert [c["ok"] for c in result["checks"]] == [True] * 5
+    assert check(result, "manifest")["rows"] == check(result, "manifest")["rows_recorded"] > 3000
+    assert check(result, "restore")["target"] == {"target_type": "name", "target": out["manifest"]["restore_point"]}
+    assert result["restore_seconds"] > 0 and 0 <= result["backup_age_seconds"] < 120
+    assert result["sizes"]["restored"] > 0
+    assert cluster.scratch_leftovers() == []
+
+
+def test_the_s3_repository_verifies_too_and_records_it(cluster):
+    s3 = cluster.store(2)
+    result = verify_physical(cluster, repo=2)
+    assert result["verified"], result["reason"]
+    key = verify.record(s3, "test", result["backup"]["label"], result)
+    assert key.startswith("f4a/test/verified/")
+    listing = cluster.context()
+    from ansible_collections.free4allweb.devops.plugins.module_utils.backup.cli import cmd_list
+
+    backups = cmd_list(listing, [2])["backups"]
+    assert backups[-1]["manifest"] and backups[-1]["verified"] is True
+
+
+def test_flipped_byte_in_a_backup_file_is_caught(cluster):
+    label = cluster.backup("full")["backups"][0]["label"]
+    victim = max((cluster.backup_dir(label) / "pg_data" / "base").rglob("*.zst"), key=lambda p: p.stat().st_size)
+    with flipped_byte(victim):
+        result = verify_physical(cluster, label=label)
+    assert not result["verified"]
+    assert check(result, "structure")["ok"] is False
+    assert f"backup {label} is invalid" in result["reason"] and "checksum invalid 1" in result["reason"]
+    assert cluster.scratch_leftovers() == []
+    assert verify_physical(cluster, label=label, structural_only=True)["verified"]  # flipped back: valid again
+
+
+def test_deleted_wal_segment_needed_for_consistency_is_caught(cluster):
+    """pgbackrest verify calls the set valid; the WAL check names the segment, and the restore
+    itself (tried without the structural check's verdict) fails in PostgreSQL's own words."""
+    out = cluster.backup("incr")
+    label = out["backups"][0]["label"]
+    first = cluster.pgbr().find(1, label)["archive"]["start"]
+    pgbr = cluster.pgbr()
+    strict = pgbr.finish_verify
+
+    def lenient(started, backup, recover_to_lsn=None):
+        return {**strict(started, backup, recover_to_lsn), "ok": True, "reason": ""}
+
+    with moved_aside(cluster.archived_segment(first)):
+        result = verify_physical(cluster, label=label)
+        pgbr.finish_verify = lenient
+        restore_only = verify.verify_physical(
+            pgbr,
+            cluster.store(1),
+            repo=1,
+            label=label,
+            scratch_base=str(cluster.scratch),
+            bindir="/usr/lib/postgresql/15/bin",
+        )
+    assert not result["verified"]
+    assert f"WAL segment {first} is missing from the archive" in result["reason"]
+    assert not restore_only["verified"] and check(restore_only, "restore")["ok"] is False
+    assert "could not locate required checkpoint record" in restore_only["reason"]
+    assert cluster.scratch_leftovers() == []
+
+
+def test_rows_silently_missing_after_restore_fail_the_manifest(cluster):
+    """An unlogged table's rows are not in a physical backup: every structural check passes,
+    and only the manifest shows what went missing."""
+    cluster.sql("CREATE UNLOGGED TABLE sessions (id int); INSERT INTO sessions SELECT generate_series(1, 250)", "app")
+    try:
+        cluster.backup("diff")
+        result = verify_physical(cluster)
+    finally:
+        cluster.sql("DROP TABLE sessions", "app")
+    assert not result["verified"]
+    assert [c["ok"] for c in result["checks"][:3]] == [True, True, True]
+    assert result["reason"] == (
+        "manifest: app.public.sessions: 0 rows restored, 250 recorded at backup time "
+        "(an unlogged table: its rows are not in physical backups)"
+    )
+
+
+def test_missing_manifest_fails_unless_allowed(cluster):
+    cluster.pgbackrest("backup", "--repo=1", "--type=incr")  # pgBackRest alone: no manifest
+    result = verify_physical(cluster)
+    assert not result["verified"] and "no data manifest was recorded" in result["reason"]
+    relaxed = verify_physical(cluster, require_manifest=False)
+    assert relaxed["verified"], relaxed["reason"]
+    assert check(relaxed, "manifest")["skipped"] == "no manifest was recorded for this backup"
+
+
+def test_failed_assertion_fails_with_its_name(cluster):
+    cluster.backup("incr")
+    result = verify_physical(
+        cluster,
+        assertions=[
+            {"name": "a game 99 exists", "database": "app", "sql": "SELECT count(*) > 0 FROM scores WHERE game = 99"},
+            {"name": "broken sql", "database": "app", "sql": "SELECT nope FROM scores"},
+        ],
+    )
+    assert not result["verified"]
+    assert "a game 99 exists returned False, not true" in result["reason"]
+    assert 'broken sql failed: column "nope" does not exist' in result["reason"]
+
+
+def test_structural_only_restores_nothing(cluster):
+    result = verify_physical(cluster, structural_only=True)
+    assert result["verified"] and result["structural_only"]
+    assert [c["ok"] for c in result["checks"]] == [True, None, None, None, None]
+
+
+def test_encrypted_logical_dump_in_s3_verifies(cluster, s3):
+    out = cluster.logical()
+    assert out["repo"] == 2 and set(out["files"]) == {"app.dump.enc", "globals.sql.enc"}
+    result = verify.verify_logical(
+        cluster.store(2),
+        cluster.runner,
+        stanza="test",
+        scratch_base=str(cluster.scratch),
+        bindir="/usr/lib/postgresql/15/bin",
+        passphrase=PASSPHRASE,
+        assertions=[{"database": "app", "sql": "SELECT count(*) >= 3000 FROM scores"}],
+    )
+    assert result["verified"], result["reason"]
+    assert check(result, "manifest")["rows"] == out["rows"]
+    assert cluster.scratch_leftovers() == []
+    stored = s3.client().get_object(
+        Bucket="f4a-unit-backups", Key=f"pgbackrest/f4a/test/logical/{out['stamp']}/globals.sql.enc"
+    )
+    assert stored["Body"].read().startswith(b"Salted__")  # openssl's encrypted format, not SQL
+
+
+def test_truncated_logical_dump_is_caught(cluster, s3):
+    out = cluster.logical()
+    key = f"pgbackrest/f4a/test/logical/{out['stamp']}/app.dump.enc"
+    client = s3.client()
+    body = client.get_object(Bucket="f4a-unit-backups", Key=key)["Body"].read()
+    client.put_object(Bucket="f4a-unit-backups", Key=key, Body=body[: len(body) // 2])
+    result = verify.verify_logical(
+        cluster.store(2),
+        cluster.runner,
+        stanza="test",
+        scratch_base=str(cluster.scratch),
+        bindir="/usr/lib/postgresql/15/bin",
+        passphrase=PASSPHRASE,
+    )
+    assert not result["verified"]
+    assert (
+        f"app.dump.enc is not the file written at backup time: {len(body) // 2} bytes (recorded {len(body)})"
+        in (result["reason"])
+    )
+
+
+def test_s3_signatures_are_checked(s3):
+    good = s3.repository("f4a-unit-backups")
+    wrong = store_mod.S3Store(
+        endpoint="127.0.0.1",
+        port=good["port"],
+        bucket="f4a-unit-backups",
+        region=good["region"],
+        key=good["key"],
+        secret="not-the-secret",
+        uri_style="path",
+        ca_file=str(s3.ca_file),
+    )
+    with pytest.raises(store_mod.StoreError, match="403"):
+        wrong.list("f4a/")
