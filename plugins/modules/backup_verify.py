@@ -33,9 +33,10 @@ options:
     description:
       - C(latest), a backup label (physical, such as C(20240101-010000F)) or stamp (logical, such
         as C(20240101T031500Z)).
-      - C(newest_verified) (physical) picks the newest backup that verifies: one whose recorded
-        verification passed (with O(trust_records)), else the first of up to O(max_candidates),
-        newest first, that passes verification now. This is how a DR restore chooses.
+      - C(newest_verified) (physical) picks the newest backup that verifies, that is one whose
+        recorded verification passed (with O(trust_records)), else the first of up to
+        O(max_candidates), newest first, that passes verification now. This is how a DR restore
+        chooses.
     type: str
     default: latest
   before:

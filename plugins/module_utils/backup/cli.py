@@ -195,11 +195,12 @@ def cmd_list(ctx: Context, repos: list[int]) -> dict:
             summary["verified"] = None if rec is None else bool(rec.get("verified"))
             summary["verified_at"] = None if rec is None else rec.get("recorded_at")
             out.append(summary)
-    return {"changed": False, "stanza": ctx.stanza, "backups": out}
+    logical = {**DEFAULTS["logical"], **ctx.config.get("logical", {})}
+    return {"changed": False, "stanza": ctx.stanza, "backups": out, "logical_repository": int(logical["repository"])}
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="free4allweb-backup", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="free4allweb-backup", description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--config", default=os.environ.get("F4A_BACKUP_CONFIG", CONFIG))
     sub = parser.add_subparsers(dest="command", required=True)
     backup = sub.add_parser("backup", help="pgBackRest backup of every repository, with the data manifest")
@@ -224,12 +225,8 @@ def main(argv=None) -> int:
                 else:
                     result = cmd_logical(ctx)
     except (BackupFailed, CommandFailed, PgBackRestError, StoreError, manifest_mod.ManifestError, OSError) as exc:
-        print(json.dumps({"failed": True, "msg": str(exc)}))
-        print(f"free4allweb-backup {args.command} failed: {exc}", file=sys.stderr)
+        sys.stdout.write(json.dumps({"failed": True, "msg": str(exc)}) + "\n")
+        sys.stderr.write(f"free4allweb-backup {args.command} failed: {exc}\n")
         return 1
-    print(json.dumps(result, indent=1, default=str))
+    sys.stdout.write(json.dumps(result, indent=1, default=str) + "\n")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

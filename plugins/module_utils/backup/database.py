@@ -39,9 +39,12 @@ def fetch_all(conn, sql: str, params=None) -> list[tuple]:
         return list(cur.fetchall()) if cur.description else []
 
 
-def fetch_one(conn, sql: str, params=None):
+def fetch_one(conn, sql: str, params=None) -> tuple:
+    """The first row of a query that always returns one."""
     rows = fetch_all(conn, sql, params)
-    return rows[0] if rows else None
+    if not rows:
+        raise LookupError(f"no row from: {sql.strip()[:80]}")
+    return rows[0]
 
 
 def execute(conn, sql: str, params=None) -> None:

@@ -97,7 +97,7 @@ def list_tables(conn, database: str, exclude=()) -> list[tuple[str, str]]:
 
 
 def qualified_sql(table: str) -> str:
-    schema, _, name = table.partition(".")
+    schema, _sep, name = table.partition(".")
     return f"{quote_ident(schema)}.{quote_ident(name)}"
 
 
@@ -146,7 +146,7 @@ def capture(
             tables[db] = list_tables(conn, db, exclude)
             if restore_point and tables[db]:
                 locked_at = locked_at or time.monotonic()
-                names = ", ".join(qualified_sql(t) for t, _ in tables[db])
+                names = ", ".join(qualified_sql(t) for t, _persistence in tables[db])
                 try:
                     execute(conn, f"LOCK TABLE {names} IN SHARE MODE")
                 except Exception as exc:

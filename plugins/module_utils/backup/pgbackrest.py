@@ -49,7 +49,7 @@ def repositories(conf: configparser.RawConfigParser, stanza: str) -> list[int]:
     found = set()
     for section in ("global", stanza):
         if conf.has_section(section):
-            for key, _ in conf.items(section):
+            for key, _value in conf.items(section):
                 m = re.match(r"repo(\d+)-", key)
                 if m:
                     found.add(int(m.group(1)))
@@ -109,11 +109,11 @@ def parse_verify(text: str) -> dict:
 def missing_wal(ranges, first: str, last: str) -> str | None:
     """The first segment from `first` to `last` (inclusive) that no archived range holds."""
     tli, start = segment_number(first)
-    _, stop = segment_number(last)
+    _tli, stop = segment_number(last)
     covered = []
-    for _, low, high in ranges:
+    for _archive, low, high in ranges:
         rt, lo = segment_number(low)
-        _, hi = segment_number(high)
+        _rt, hi = segment_number(high)
         if rt == tli:
             covered.append((lo, hi))
     segment = start

@@ -198,7 +198,7 @@ class Scratch:
 
     def size(self) -> int:
         total = 0
-        for directory, _, files in os.walk(self.data):
+        for directory, _dirs, files in os.walk(self.data):
             for name in files:
                 with contextlib.suppress(OSError):
                     total += os.lstat(os.path.join(directory, name)).st_size

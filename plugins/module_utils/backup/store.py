@@ -120,7 +120,7 @@ class PosixStore(Store):
     def list(self, prefix: str) -> list[str]:
         base = self._path(prefix)
         out = []
-        for directory, _, files in os.walk(base):
+        for directory, _dirs, files in os.walk(base):
             for name in files:
                 full = os.path.join(directory, name)
                 out.append(os.path.relpath(full, self.root))

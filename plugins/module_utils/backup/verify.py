@@ -23,7 +23,7 @@ import signal
 import time
 
 from . import manifest as manifest_mod
-from .database import fetch_one
+from .database import fetch_all
 from .pgbackrest import PgBackRestError
 from .runner import CommandFailed
 from .scratch import Scratch, ScratchFailed, remove_leftovers
@@ -92,11 +92,11 @@ def run_assertions(scratch: Scratch, assertions, default_db: str) -> tuple[bool,
             try:
                 for statement in manifest_mod.SESSION_SETTINGS:
                     conn.cursor().execute(statement)
-                row = fetch_one(conn, assertion["sql"])
+                rows = fetch_all(conn, assertion["sql"])
             finally:
                 conn.close()
-            ok = bool(row) and row[0] is True
-            reason = "" if ok else f"{name} returned {row[0] if row else 'no row'!r}, not true"
+            ok = bool(rows) and rows[0][0] is True
+            reason = "" if ok else f"{name} returned {rows[0][0] if rows else 'no row'!r}, not true"
         except Exception as exc:  # an assertion's SQL error is its failure
             ok, reason = False, f"{name} failed: {str(exc).strip().splitlines()[0]}"
         results.append({"name": name, "database": db, "ok": ok, "seconds": round(time.monotonic() - t0, 3)})
@@ -328,7 +328,7 @@ def logical_backups(store, stanza: str) -> list[str]:
     stamps = set()
     for key in store.list(prefix):
         rest = key[len(prefix) :] if key.startswith(prefix) else key
-        stamp, _, name = rest.partition("/")
+        stamp, _sep, name = rest.partition("/")
         if name == "manifest.json":
             stamps.add(stamp)
     return sorted(stamps)
