@@ -32,7 +32,9 @@ def cluster(s3):
         c.sql("CREATE DATABASE app")
         c.sql(
             "CREATE TABLE scores (id serial PRIMARY KEY, game int, at timestamptz DEFAULT clock_timestamp(), b bytea);"
-            "INSERT INTO scores (game, b) SELECT g % 17, decode(md5(g::text), 'hex') FROM generate_series(1, 3000) g",
+            "INSERT INTO scores (game, b) SELECT g % 17, decode(md5(g::text), 'hex') FROM generate_series(1, 3000) g;"
+            # owned by an application role, as in production: a logical restore needs the roles first
+            "CREATE ROLE app_owner LOGIN; ALTER TABLE scores OWNER TO app_owner",
             "app",
         )
         yield c

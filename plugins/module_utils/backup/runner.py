@@ -40,6 +40,9 @@ class Runner:
         self.secrets = [s for s in secrets if s]
         self.prefix: list[str] = []
         self.uid = self.gid = None
+        # as another user, start in a directory that user can enter: from root's home (an Ansible
+        # task's working directory) pg_amcheck and psql print "could not change directory"
+        self.cwd: str | None = None
         try:
             entry = pwd.getpwnam(user)
         except KeyError:
@@ -47,6 +50,7 @@ class Runner:
         if entry is not None and os.geteuid() == 0 and entry.pw_uid != 0:
             self.prefix = ["runuser", "-u", user, "--"]
             self.uid, self.gid = entry.pw_uid, entry.pw_gid
+            self.cwd = "/"
 
     def add_secret(self, secret: str | None) -> None:
         if secret:
@@ -56,7 +60,14 @@ class Runner:
         full = [*self.prefix, *[str(a) for a in args]]
         try:
             proc = subprocess.run(
-                full, input=stdin, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd, check=False
+                full,
+                input=stdin,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=env,
+                cwd=cwd or self.cwd,
+                check=False,
             )
         except subprocess.TimeoutExpired as exc:
             raise CommandFailed(args, -1, "", f"timed out after {timeout} s", self.secrets) from exc
@@ -74,6 +85,7 @@ class Runner:
             stderr=subprocess.PIPE,
             text=True,
             env=env,
+            cwd=self.cwd,
             start_new_session=True,
         )
 

@@ -166,35 +166,23 @@ class Scratch:
     def connect(self, dbname: str):
         return connect(self.dir, self.port, dbname, user="postgres")
 
-    def amcheck(self, jobs: int = 2, timeout: float = 3600) -> dict:
-        """pg_amcheck over every database: heap and btree, with heapallindexed."""
-        t0 = time.monotonic()
-        proc = self.runner.run(
-            [
-                self.pg("pg_amcheck"),
-                "-h",
-                self.dir,
-                "-p",
-                str(self.port),
-                "-U",
-                "postgres",
-                "--all",
-                "--heapallindexed",
-                "--install-missing",
-                "--no-strict-names",
-                "-j",
-                str(jobs),
-            ],
-            check=False,
-            timeout=timeout,
-        )
-        output = (proc.stdout + proc.stderr).strip()
-        ok = proc.returncode == 0 and not output
-        return {
-            "ok": ok,
-            "seconds": time.monotonic() - t0,
-            "reason": "" if ok else f"pg_amcheck (rc {proc.returncode}): {' / '.join(output.splitlines()[:6])}",
-        }
+    def amcheck_command(self, jobs: int = 2) -> list[str]:
+        """pg_amcheck over every database of this instance: heap and btree, with heapallindexed."""
+        return [
+            self.pg("pg_amcheck"),
+            "-h",
+            self.dir,
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "--all",
+            "--heapallindexed",
+            "--install-missing",
+            "--no-strict-names",
+            "-j",
+            str(jobs),
+        ]
 
     def size(self) -> int:
         total = 0
@@ -212,3 +200,14 @@ class Scratch:
     def cleanup(self) -> None:
         self.stop()
         self.runner.remove_tree(self.dir)
+
+
+def amcheck_result(returncode: int, output: str, seconds: float) -> dict:
+    """pg_amcheck passes only with rc 0 and nothing printed: it reports corruption on stdout."""
+    output = output.strip()
+    ok = returncode == 0 and not output
+    return {
+        "ok": ok,
+        "seconds": seconds,
+        "reason": "" if ok else f"pg_amcheck (rc {returncode}): {' / '.join(output.splitlines()[:6])}",
+    }

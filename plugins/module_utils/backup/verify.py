@@ -26,7 +26,7 @@ from . import manifest as manifest_mod
 from .database import fetch_all
 from .pgbackrest import PgBackRestError
 from .runner import CommandFailed
-from .scratch import Scratch, ScratchFailed, remove_leftovers
+from .scratch import Scratch, ScratchFailed, amcheck_result, remove_leftovers
 from .store import sha256_file, stanza_prefix
 
 # openssl enc options of encrypted logical dumps (logical.py writes them)
@@ -107,23 +107,7 @@ def run_assertions(scratch: Scratch, assertions, default_db: str) -> tuple[bool,
 
 def _check_copy(v: Verification, scratch: Scratch, recorded: dict | None, *, assertions, exclude, jobs: int) -> None:
     """amcheck (in the background) while the manifest is compared, then the assertions."""
-    amcheck = scratch.runner.start(
-        [
-            scratch.pg("pg_amcheck"),
-            "-h",
-            scratch.dir,
-            "-p",
-            str(scratch.port),
-            "-U",
-            "postgres",
-            "--all",
-            "--heapallindexed",
-            "--install-missing",
-            "--no-strict-names",
-            "-j",
-            str(jobs),
-        ]
-    )
+    amcheck = scratch.runner.start(scratch.amcheck_command(jobs))
     t_amcheck = time.monotonic()
     try:
         if recorded:
@@ -149,14 +133,8 @@ def _check_copy(v: Verification, scratch: Scratch, recorded: dict | None, *, ass
             v.skip("manifest", "no manifest was recorded for this backup")
     finally:
         out, err = amcheck.communicate()
-        output = (out + err).strip()
-        ok = amcheck.returncode == 0 and not output
-        v.record(
-            "amcheck",
-            ok,
-            time.monotonic() - t_amcheck,
-            "" if ok else f"pg_amcheck (rc {amcheck.returncode}): {' / '.join(output.splitlines()[:6])}",
-        )
+        result = amcheck_result(amcheck.returncode, out + err, time.monotonic() - t_amcheck)
+        v.record("amcheck", result["ok"], result["seconds"], result["reason"])
     if assertions:
         default_db = next(iter(recorded["databases"])) if recorded else "postgres"
         t0 = time.monotonic()
@@ -431,11 +409,11 @@ def verify_logical(
             scratch.configure()
             scratch.start(timeout)
             host = ["-h", scratch.dir, "-p", str(scratch.port), "-U", "postgres"]
-            if "globals.sql" in local:
+            # stored as globals.sql, or globals.sql.enc (decrypted above) in an encrypted repository
+            roles = local.get("globals.sql") or local.get("globals.sql.enc")
+            if roles:
                 # roles first (owners of the restored objects); existing ones (postgres) are left as they are
-                runner.run(
-                    [os.path.join(bindir, "psql"), *host, "-X", "-q", "-d", "postgres", "-f", local["globals.sql"]]
-                )
+                runner.run([os.path.join(bindir, "psql"), *host, "-X", "-q", "-d", "postgres", "-f", roles])
             for name, info in sorted(meta["files"].items()):
                 db = info.get("database")
                 if not db:
