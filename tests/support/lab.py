@@ -59,6 +59,12 @@ class Run:
         return out
 
     @property
+    def text(self) -> str:
+        """The output with every run of whitespace made one space: messages the YAML result
+        format folded over several lines read as one line again."""
+        return " ".join(self.output.split())
+
+    @property
     def changed(self) -> int:
         return sum(c.get("changed", 0) for c in self.recap().values())
 
