@@ -162,7 +162,14 @@ class Writer:
                 )
                 if r.status_code == 201:
                     game = r.json()
-                    self.acked.append({"id": game["id"], "starts_at": game["starts_at"], "acked_at": time.time()})
+                    self.acked.append(
+                        {
+                            "id": game["id"],
+                            "home_team": game["home_team"],
+                            "starts_at": game["starts_at"],
+                            "acked_at": time.time(),
+                        }
+                    )
                 else:
                     self.failed += 1
             except requests.RequestException:
@@ -173,6 +180,37 @@ class Writer:
         self._stop.set()
         self._thread.join(10)
         return self
+
+
+@dataclass
+class Survival:
+    """Which acknowledged writes a restored database holds."""
+
+    acked: list[dict]
+    recovered: list[dict]
+    lost: list[dict]
+    point: float | None  # starts_at of the newest write recovered: the recovery point
+    lost_before_point: list[dict]  # lost although older than the recovery point: must be empty
+
+    @property
+    def rpo(self) -> float | None:
+        """Seconds of acknowledged writes lost: the newest acknowledgement minus the recovery point."""
+        if not self.acked or self.point is None:
+            return None
+        return max(w["acked_at"] for w in self.acked) - self.point
+
+
+def survival(host: str, acked: list[dict]) -> Survival:
+    """A write survived when a row with its id *and* its content is there. The id alone is not
+    enough: sequences are WAL-logged 32 values ahead, so a restored database can hand out again
+    the ids of writes lost with the primary, and a new row would pass for a recovered one."""
+    ids = ",".join(str(w["id"]) for w in acked) or "0"
+    rows = {(int(i), team) for i, team in pg(host, f"SELECT id, home_team FROM games WHERE id IN ({ids})")}
+    recovered = [w for w in acked if (w["id"], w["home_team"]) in rows]
+    lost = [w for w in acked if (w["id"], w["home_team"]) not in rows]
+    point = max((epoch(w["starts_at"]) for w in recovered), default=None)
+    before = [w for w in lost if point is not None and epoch(w["starts_at"]) <= point]
+    return Survival(acked, recovered, lost, point, before)
 
 
 def epoch(timestamp: str) -> float:

@@ -219,20 +219,16 @@ def test_dr_restore_under_load(s3_lab):
         assert requests.get(f"{lab.FRONTEND}/api/games?limit=1", timeout=5).status_code == 200
         after = [w for w in writer.acked if w["acked_at"] > served]
         assert after, "no write succeeded after the restore"
-        assert bl.pg("db2", f"SELECT count(*) FROM games WHERE id = {after[-1]['id']}") == [["1"]]
+        assert bl.survival("db2", after[-1:]).recovered == after[-1:]
         # no data committed before the recovery point is lost
-        acked = [w for w in writer.acked if w["acked_at"] < disaster]
-        ids = ",".join(str(w["id"]) for w in acked)
-        present = {int(r[0]) for r in bl.pg("db2", f"SELECT id FROM games WHERE id IN ({ids})")}
-        recovered = [w for w in acked if w["id"] in present]
-        point = max(bl.epoch(w["starts_at"]) for w in recovered)
-        lost_before_point = [w for w in acked if bl.epoch(w["starts_at"]) <= point and w["id"] not in present]
-        assert not lost_before_point, f"committed before the recovery point and lost: {lost_before_point[:5]}"
-        rpo = max(w["acked_at"] for w in acked) - point
+        kept = bl.survival("db2", [w for w in writer.acked if w["acked_at"] < disaster])
+        assert kept.recovered, "not one write from before the disaster was recovered"
+        assert not kept.lost_before_point, f"committed before the recovery point and lost: {kept.lost_before_point[:5]}"
+        rpo = kept.rpo
         outage = result.failed
         print(
             f"\nDR under load: RTO {report['rto_seconds']} s (playbook), RPO {report['rpo_seconds']} s (playbook); "
-            f"writes acked before the disaster {len(acked)}, lost {len(acked) - len(recovered)} "
+            f"writes acked before the disaster {len(kept.acked)}, lost {len(kept.lost)} "
             f"(the newest {rpo:.2f} s); failed reads {len(outage)} of {result.total}; phases {report['phases']}"
         )
         assert rpo <= 10, f"lost {rpo:.1f} s of acknowledged writes (archive_timeout is 3 s)"
