@@ -54,6 +54,19 @@ def verify_physical(c: ArchivedCluster, repo: int = 1, label: str = "latest", **
     )
 
 
+def verify_logical(c: ArchivedCluster, **kw) -> dict:
+    """The newest logical dump in the encrypted S3 repository (repo2)."""
+    return verify.verify_logical(
+        c.store(2),
+        c.runner,
+        stanza="test",
+        scratch_base=str(c.scratch),
+        bindir="/usr/lib/postgresql/15/bin",
+        passphrase=PASSPHRASE,
+        **kw,
+    )
+
+
 def check(result: dict, name: str) -> dict:
     return next(ch for ch in result["checks"] if ch["name"] == name)
 
@@ -192,15 +205,7 @@ def test_structural_only_restores_nothing(cluster):
 def test_encrypted_logical_dump_in_s3_verifies(cluster, s3):
     out = cluster.logical()
     assert out["repo"] == 2 and set(out["files"]) == {"app.dump.enc", "globals.sql.enc"}
-    result = verify.verify_logical(
-        cluster.store(2),
-        cluster.runner,
-        stanza="test",
-        scratch_base=str(cluster.scratch),
-        bindir="/usr/lib/postgresql/15/bin",
-        passphrase=PASSPHRASE,
-        assertions=[{"database": "app", "sql": "SELECT count(*) >= 3000 FROM scores"}],
-    )
+    result = verify_logical(cluster, assertions=[{"database": "app", "sql": "SELECT count(*) >= 3000 FROM scores"}])
     assert result["verified"], result["reason"]
     assert check(result, "manifest")["rows"] == out["rows"]
     assert cluster.scratch_leftovers() == []
@@ -216,14 +221,7 @@ def test_truncated_logical_dump_is_caught(cluster, s3):
     client = s3.client()
     body = client.get_object(Bucket="f4a-unit-backups", Key=key)["Body"].read()
     client.put_object(Bucket="f4a-unit-backups", Key=key, Body=body[: len(body) // 2])
-    result = verify.verify_logical(
-        cluster.store(2),
-        cluster.runner,
-        stanza="test",
-        scratch_base=str(cluster.scratch),
-        bindir="/usr/lib/postgresql/15/bin",
-        passphrase=PASSPHRASE,
-    )
+    result = verify_logical(cluster)
     assert not result["verified"]
     assert (
         f"app.dump.enc is not the file written at backup time: {len(body) // 2} bytes (recorded {len(body)})"
