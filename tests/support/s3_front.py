@@ -18,7 +18,6 @@ between commands (the benchmark and a hand-run DR drill use it).
 from __future__ import annotations
 
 import contextlib
-import datetime
 import ipaddress
 import json
 import os
@@ -68,42 +67,15 @@ http {{
 
 def make_certificates(directory: Path, addresses) -> str:
     """A CA and a server certificate for `addresses`; returns the CA's PEM."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from cryptography.hazmat.primitives import serialization
 
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "free4allweb test S3 CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
+    from tests.support.pki import TestCA, common_name
+
+    ca = TestCA("free4allweb test S3 CA")
     # pgBackRest (2.45) matches the host only against DNS names, curl an IP only against IP
     # addresses: each address is given both ways
-    names = [x509.DNSName("localhost")]
-    names += [x509.DNSName(a) for a in addresses] + [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "s3.test")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_pem = ca.public_bytes(serialization.Encoding.PEM).decode()
+    cert, key = ca.issue(common_name("s3.test"), dns=["localhost", *addresses], ips=addresses)
+    ca_pem = ca.cert.public_bytes(serialization.Encoding.PEM).decode()
     (directory / "ca.pem").write_text(ca_pem)
     (directory / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM) + ca_pem.encode())
     (directory / "server.key").write_bytes(

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import json
 import os
 import signal
@@ -74,70 +73,30 @@ def free_ports(count: int, start: int = 21000, stop: int = 32000) -> list[int]:
 def write_pki(pki: Path) -> None:
     """A CA and one admin certificate (system:masters) that also serves the API on 127.0.0.1;
     the admin key doubles as the service-account signing key, as kwokctl does."""
-    import ipaddress
-
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives import serialization
     from cryptography.x509.oid import NameOID
 
-    pki.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
-    not_before = now - datetime.timedelta(hours=1)
-    not_after = now + datetime.timedelta(days=30)
+    if str(ROOT) not in sys.path:  # run as a script (molecule), the project root is not on the path
+        sys.path.insert(0, str(ROOT))
+    from tests.support.pki import TestCA
 
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "free4allweb-test-ca")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
+    pki.mkdir(parents=True, exist_ok=True)
+    ca = TestCA("free4allweb-test-ca")
     subject = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
             x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes-admin"),
         ]
     )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.DNSName("kubernetes"),
-                    x509.DNSName("kubernetes.default.svc"),
-                    x509.IPAddress(ipaddress.ip_address(HOST)),
-                    x509.IPAddress(ipaddress.ip_address("10.96.0.1")),
-                ]
-            ),
-            critical=False,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH, x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
+    cert, key = ca.issue(
+        subject, dns=["localhost", "kubernetes", "kubernetes.default.svc"], ips=[HOST, "10.96.0.1"], client=True
     )
     pem = serialization.Encoding.PEM
     pkcs8 = serialization.PrivateFormat.TraditionalOpenSSL  # "EC PRIVATE KEY": what kube-apiserver reads
     none = serialization.NoEncryption()
-    (pki / "ca.crt").write_bytes(ca.public_bytes(pem))
-    (pki / "ca.key").write_bytes(ca_key.private_bytes(pem, pkcs8, none))
+    (pki / "ca.crt").write_bytes(ca.cert.public_bytes(pem))
+    (pki / "ca.key").write_bytes(ca.key.private_bytes(pem, pkcs8, none))
     (pki / "admin.crt").write_bytes(cert.public_bytes(pem))
     (pki / "admin.key").write_bytes(key.private_bytes(pem, pkcs8, none))
     for name in ("ca.key", "admin.key"):
