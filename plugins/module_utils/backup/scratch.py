@@ -200,14 +200,3 @@ class Scratch:
     def cleanup(self) -> None:
         self.stop()
         self.runner.remove_tree(self.dir)
-
-
-def amcheck_result(returncode: int, output: str, seconds: float) -> dict:
-    """pg_amcheck passes only with rc 0 and nothing printed: it reports corruption on stdout."""
-    output = output.strip()
-    ok = returncode == 0 and not output
-    return {
-        "ok": ok,
-        "seconds": seconds,
-        "reason": "" if ok else f"pg_amcheck (rc {returncode}): {' / '.join(output.splitlines()[:6])}",
-    }

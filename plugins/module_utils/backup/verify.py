@@ -26,7 +26,7 @@ from . import manifest as manifest_mod
 from .database import fetch_all
 from .pgbackrest import PgBackRestError
 from .runner import CommandFailed
-from .scratch import Scratch, ScratchFailed, amcheck_result, remove_leftovers
+from .scratch import Scratch, ScratchFailed, remove_leftovers
 from .store import sha256_file, stanza_prefix
 
 # openssl enc options of encrypted logical dumps (logical.py writes them)
@@ -133,8 +133,11 @@ def _check_copy(v: Verification, scratch: Scratch, recorded: dict | None, *, ass
             v.skip("manifest", "no manifest was recorded for this backup")
     finally:
         out, err = amcheck.communicate()
-        result = amcheck_result(amcheck.returncode, out + err, time.monotonic() - t_amcheck)
-        v.record("amcheck", result["ok"], result["seconds"], result["reason"])
+        # pg_amcheck passes only with rc 0 and nothing printed: it reports corruption on stdout
+        output = (out + err).strip()
+        ok = amcheck.returncode == 0 and not output
+        reason = "" if ok else f"pg_amcheck (rc {amcheck.returncode}): {' / '.join(output.splitlines()[:6])}"
+        v.record("amcheck", ok, time.monotonic() - t_amcheck, reason)
     if assertions:
         default_db = next(iter(recorded["databases"])) if recorded else "postgres"
         t0 = time.monotonic()
