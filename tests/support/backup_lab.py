@@ -62,8 +62,8 @@ def start_s3(workdir: Path) -> S3Front:
 
 
 def pg(host: str, query: str, db: str = "free4allweb") -> list[list[str]]:
-    out = lab.in_container(host, f"runuser -u postgres -- psql -d {db} -XAt -F '|' -c \"{query}\"")
-    return [line.split("|") for line in out.splitlines() if line]
+    """lab.sql on any database host, by default in the app's database."""
+    return lab.sql(query, db, host=host)
 
 
 def backups(repo: int | None = None) -> list[dict]:

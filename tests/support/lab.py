@@ -106,8 +106,8 @@ def router() -> TrafficState:
     return state_from_rows(parse_servers_state(out), "app")
 
 
-def sql(query: str, database: str = "free4allweb_ops") -> list[list[str]]:
-    out = in_container("db", f"runuser -u postgres -- psql -d {database} -XAt -F '|' -c \"{query}\"")
+def sql(query: str, database: str = "free4allweb_ops", host: str = "db") -> list[list[str]]:
+    out = in_container(host, f"runuser -u postgres -- psql -d {database} -XAt -F '|' -c \"{query}\"")
     return [line.split("|") for line in out.splitlines() if line]
 
 
