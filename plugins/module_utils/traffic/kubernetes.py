@@ -28,9 +28,7 @@ cannot be expressed and is refused.
 
 from __future__ import annotations
 
-import contextlib
-import json
-
+from ansible_collections.free4allweb.devops.plugins.module_utils import k8s_rest
 from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.base import (
     COLOURS,
     Member,
@@ -41,18 +39,6 @@ from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.base im
 
 ROUTE_GROUP = "gateway.networking.k8s.io"
 ROUTE_VERSION = "v1"
-
-
-def _config():
-    """Import the Kubernetes client only when this backend is used (every traffic call, HAProxy
-    and ALB too, loads this file)."""
-    try:
-        from kubernetes import config
-    except ImportError:
-        raise TrafficError(
-            "the kubernetes backend needs the Python 'kubernetes' client (pip install kubernetes)"
-        ) from None
-    return config
 
 
 def pod_member(pod: dict, colour: str) -> Member:
@@ -144,57 +130,21 @@ class ServiceRoute(TrafficBackend):
         self.route = route
         self.colour_label = colour_label
         self.backends = {c: backend_pattern.format(service=service, colour=c) for c in COLOURS}
-        if api_client is None:
-            config = _config()
-            try:
-                if kubeconfig or context:
-                    api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
-                else:
-                    try:
-                        api_client = config.new_client_from_config()
-                    except config.ConfigException:
-                        config.load_incluster_config()
-                        from kubernetes.client import ApiClient
-
-                        api_client = ApiClient()
-            except Exception as exc:
-                raise TrafficError(f"cannot load Kubernetes credentials: {exc}") from None
-        self.api = api_client
+        try:
+            self.client = k8s_rest.Client(
+                api_client, kubeconfig=kubeconfig, context=context, purpose="the kubernetes backend"
+            )
+        except k8s_rest.K8sError as exc:
+            raise TrafficError(str(exc)) from None
         self._selector_colour: str | None = None
         self._route: dict | None = None
 
-    # -- the API, as plain JSON --------------------------------------------------------------
-    # The kubernetes client's ApiClient does the connection, TLS and credentials (kubeconfig,
-    # exec plugins, in-cluster tokens); the bodies stay dicts. The generated typed API classes
-    # and models would cost about a second of imports per module run, most of a rollback.
+    # -- the API, as plain JSON (k8s_rest), its errors as TrafficError -----------------------
     def request(self, method: str, path: str, what: str, *, body=None, query=None, content_type=None) -> dict:
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = content_type or "application/json"
         try:
-            m, url, headers, body = self.api.param_serialize(
-                method=method,
-                resource_path=path,
-                query_params=query,
-                header_params=headers,
-                body=body,
-                auth_settings=["BearerToken"],
-            )[:4]  # the fifth item (post params) is unused
-            resp = self.api.call_api(m, url, header_params=headers, body=body)
-            resp.read()
-        except Exception as exc:
-            raise TrafficError(f"{what}: cannot reach the Kubernetes API: {exc}") from None
-        if resp.status == 404:
-            raise TrafficError(f"{what} not found in namespace {self.namespace}")
-        if resp.status == 409:
-            raise TrafficError(f"{what} was changed by someone else meanwhile (409 Conflict); nothing was overwritten")
-        if resp.status >= 400:
-            try:
-                message = json.loads(resp.data).get("message", "")
-            except ValueError:
-                message = (resp.data or b"")[:300]
-            raise TrafficError(f"{what}: {resp.status} {message}")
-        return json.loads(resp.data)
+            return self.client.request(method, path, what, body=body, query=query, content_type=content_type)
+        except k8s_rest.K8sError as exc:
+            raise TrafficError(str(exc)) from None
 
     def _service_path(self) -> str:
         return f"/api/v1/namespaces/{self.namespace}/services/{self.service}"
@@ -202,9 +152,22 @@ class ServiceRoute(TrafficBackend):
     def _route_path(self) -> str:
         return f"/apis/{ROUTE_GROUP}/{ROUTE_VERSION}/namespaces/{self.namespace}/httproutes/{self.route}"
 
+    @property
+    def can_split(self) -> bool:
+        """A weighted split needs the HTTPRoute; the Service selector alone is all or nothing."""
+        return bool(self.route)
+
     # -- reading ---------------------------------------------------------------------------
     def read(self) -> TrafficState:
-        svc = self.request("GET", self._service_path(), f"Service {self.service}")
+        try:
+            svc = self.request("GET", self._service_path(), f"Service {self.service}")
+        except TrafficError as exc:
+            if "not found" not in str(exc):
+                raise
+            # nothing was ever released here: no colour serves, none has members (the first
+            # release creates the Service and the HTTPRoute with all of it on its own colour)
+            self._selector_colour = None
+            return TrafficState(weights=dict.fromkeys(COLOURS, 0))
         selector = (svc.get("spec") or {}).get("selector") or {}
         colour = selector.get(self.colour_label)
         self._selector_colour = colour if colour in COLOURS else None
@@ -221,7 +184,7 @@ class ServiceRoute(TrafficBackend):
                 "GET", f"/api/v1/namespaces/{self.namespace}/pods", "pods", query=[("labelSelector", labels)]
             )
             members += [pod_member(pod, c) for pod in pods.get("items") or []]
-        return TrafficState(weights=weights, members=members)
+        return TrafficState(weights=weights, members=members, tie_breaker=self._selector_colour)
 
     def plan(self, current: TrafficState, wanted: dict[str, int]) -> dict[str, int]:
         """Also re-apply when the Service selector disagrees with the route's live colour (someone
@@ -257,5 +220,4 @@ class ServiceRoute(TrafficBackend):
             self._selector_colour = live
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):  # best effort on shutdown
-            self.api.close()
+        self.client.close()
