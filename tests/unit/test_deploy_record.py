@@ -63,3 +63,28 @@ def test_unknown_kind_and_id_are_refused(conn):
         deploy_record.start(conn, environment="l", platform="h", kind="upgrade", version="1", operator="a")
     with pytest.raises(deploy_record.RecordError, match="no deployment"):
         deploy_record.finish(conn, 424242, "failed")
+
+
+def test_commit_is_recorded_and_old_databases_get_the_column(conn):
+    conn.execute("ALTER TABLE deployments DROP COLUMN commit")  # a database from before the column
+    conn.commit()
+    deploy_record.ensure_schema(conn)
+    row = deploy_record.start(
+        conn, environment="local", platform="hosts", kind="deploy", version="3.0.0", operator="a", commit="3f2c1e9"
+    )
+    assert row["commit"] == "3f2c1e9"
+    assert tuple(row) == deploy_record.FIELDS
+    assert deploy_record.get(conn, row["id"])["commit"] == "3f2c1e9"
+
+
+def test_the_postgres_store_has_the_kubernetes_store_interface(conn):
+    store = deploy_record.PostgresStore(conn)
+    row = store.start(environment="local", platform="hosts", kind="deploy", version="4.0.0", operator="a")
+    store.add_step(row["id"], "health_gate", "ok", {"checks": 3})
+    step = store.add_step(row["id"], "switch", "ok")
+    assert tuple(step) == deploy_record.STEP_FIELDS
+    assert [s["step"] for s in store.steps(row["id"])] == ["health_gate", "switch"]
+    assert store.finish(row["id"], "succeeded")["deployment"]["result"] == "succeeded"
+    assert store.latest("local")["id"] == row["id"]
+    with pytest.raises(deploy_record.RecordError, match="no deployment"):
+        store.add_step(424242, "x", "ok")
