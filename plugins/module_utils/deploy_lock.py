@@ -294,7 +294,7 @@ class LeaseStore:
         # stale object outlives the environment. The preconditions make it a compare-and-swap:
         # a Lease taken over since we read it (new resourceVersion) or recreated (new uid) is
         # left alone (409).
-        uid, version, _ = rev
+        uid, version = rev[0], rev[1]
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid, "resourceVersion": version}}
         try:
             self._call("DELETE", self._path, body=body)
@@ -351,7 +351,7 @@ def acquire(
                 if holder is not None:
                     broke = holder
                 return {"acquired": stored, "waited": now - started, "broke": broke, "already_held": False}
-            holder, _ = store.read()  # someone else won the swap: who, for the message
+            holder = store.read()[0]  # someone else won the swap: who, for the message
         if now - started >= timeout:
             detail = holder.describe(now) if holder else "by another run"
             raise LockBusy(
@@ -363,7 +363,7 @@ def acquire(
 def release(store, token: str, *, attempts: int = 5) -> dict:
     """Release the lock if `token` holds it. Releasing a lock nobody holds is not an error."""
     store = _store(store)
-    for _ in range(attempts):
+    for _attempt in range(attempts):
         holder, rev = store.read()
         if holder is None:
             return {"released": False, "holder": None}

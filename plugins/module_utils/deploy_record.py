@@ -57,8 +57,9 @@ CREATE TABLE IF NOT EXISTS deployment_steps (
     details       jsonb NOT NULL DEFAULT '{}'::jsonb
 );
 CREATE INDEX IF NOT EXISTS deployment_steps_deployment_idx ON deployment_steps (deployment_id, at);
-ALTER TABLE deployments ADD COLUMN IF NOT EXISTS commit text;
 """
+#: columns added after the first release; existing databases get them in ensure_schema
+MIGRATIONS = {"commit": "ALTER TABLE deployments ADD COLUMN IF NOT EXISTS commit text"}
 
 COLUMNS = (
     "id, environment, platform, kind, strategy, version, previous_version, from_colour, to_colour,"
@@ -76,6 +77,16 @@ class RecordError(Exception):
 def ensure_schema(conn) -> None:
     with conn.cursor() as cur:
         cur.execute(SCHEMA)
+        # ALTER TABLE takes an ACCESS EXCLUSIVE lock even when the column exists (and would queue
+        # behind a long report query): only run it for a column that is really missing
+        cur.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = 'deployments'"
+        )
+        have = {row[0] for row in cur.fetchall()}
+        for column, statement in MIGRATIONS.items():
+            if column not in have:
+                cur.execute(statement)
     conn.commit()
 
 
@@ -339,7 +350,7 @@ class ConfigMapStore:
         """Read, apply `change(deployment, steps)` (returns False for nothing to write), PUT with
         the resourceVersion read; again on 409."""
         name = self.name(deployment_id)
-        for _ in range(self.attempts):
+        for _attempt in range(self.attempts):
             cm = self._read(deployment_id)
             if cm is None:
                 raise RecordError(f"no deployment with id {deployment_id}")
@@ -405,7 +416,7 @@ class ConfigMapStore:
         }
         candidate = int(self.clock() * 1000)
         namespace_tried = False
-        for _ in range(20):
+        for _attempt in range(20):
             d["id"] = candidate
             name = self.name(candidate)
             try:
@@ -451,7 +462,7 @@ class ConfigMapStore:
             d["details"] = {**(d.get("details") or {}), **(details or {})}
             return True
 
-        d, _, changed = self._update(deployment_id, change)
+        d, _steps, changed = self._update(deployment_id, change)
         return {"changed": changed, "deployment": d}
 
     def get(self, deployment_id: int) -> dict | None:

@@ -50,7 +50,7 @@ options:
     default: {}
   path:
     description:
-      - Lock file, for O(backend=file). Same as O(options.path); give one of them.
+      - Lock file, for O(backend=file). Same as C(options.path); give one of them.
       - Defaults to C(/var/lib/free4allweb/deploy.lock).
     type: path
   state:
@@ -129,12 +129,24 @@ holder:
   returned: when a lock is held (null otherwise)
   type: dict
   contains:
-    token: {description: Run that holds it., type: str}
-    owner: {description: Who., type: str}
-    purpose: {description: What for., type: str}
-    acquired_at: {description: Epoch seconds., type: float}
-    expires_at: {description: Epoch seconds., type: float}
-    host: {description: Host the lock was taken from (the file's host, or the host that took the Lease)., type: str}
+    token:
+      description: "Run that holds it."
+      type: str
+    owner:
+      description: "Who."
+      type: str
+    purpose:
+      description: "What for."
+      type: str
+    acquired_at:
+      description: "Epoch seconds."
+      type: float
+    expires_at:
+      description: "Epoch seconds."
+      type: float
+    host:
+      description: "Host the lock was taken from (the file's host, or the host that took the Lease)."
+      type: str
   sample: {token: run-42, owner: alice, purpose: deploy 2.0.0, acquired_at: 1795900000.12,
            expires_at: 1795901800.12, host: ctl1}
 lock:
@@ -187,9 +199,20 @@ BACKEND_OPTIONS = {
 def backend_options(module):
     """The backend's options, validated; fails naming the option that is wrong."""
     p = module.params
-    checked = ArgumentSpecValidator(BACKEND_OPTIONS[p["backend"]]).validate(p["options"])
+    spec = BACKEND_OPTIONS[p["backend"]]
+    unknown = sorted(set(p["options"]) - set(spec))
+    if unknown:
+        module.fail_json(
+            msg=f"invalid options for the {p['backend']} backend: unknown "
+            + ", ".join(f"options.{k}" for k in unknown)
+            + f" (it takes {', '.join(sorted(spec))})"
+        )
+    checked = ArgumentSpecValidator(spec).validate(p["options"])
     if checked.error_messages:
-        module.fail_json(msg=f"invalid options for the {p['backend']} backend: " + "; ".join(checked.error_messages))
+        module.fail_json(
+            msg=f"invalid options for the {p['backend']} backend: "
+            + "; ".join(m.replace("arguments: ", "arguments: options.") for m in checked.error_messages)
+        )
     opts = checked.validated_parameters
     if p["backend"] == "file":
         if opts["path"] and p["path"] and opts["path"] != p["path"]:

@@ -17,7 +17,7 @@ description:
     the C(commit) column) when missing. Runs where it can reach the database, usually on the
     database host as the C(postgres) user over the local socket. Needs psycopg2 or psycopg 3 on
     that host."
-  - "O(store=kubernetes): one ConfigMap per deploy or rollback in O(store_options.namespace), for
+  - "O(store=kubernetes): one ConfigMap per deploy or rollback in C(store_options.namespace), for
     platforms where the controller reaches the cluster's API but not the database (EKS with a
     private RDS). Run it where the API and credentials are (usually the controller). The
     ConfigMap is named C(free4allweb-record-<id>), the id being the milliseconds since the
@@ -200,35 +200,81 @@ deployment:
     for started and finished)
   type: dict
   contains:
-    id: {description: Deployment id (a bigserial in PostgreSQL; milliseconds since the epoch in Kubernetes)., type: int}
-    environment: {description: Environment., type: str}
-    platform: {description: hosts, kubernetes or aws., type: str}
-    kind: {description: deploy or rollback., type: str}
-    strategy: {description: blue_green or canary., type: str}
-    version: {description: Version going live., type: str}
-    previous_version: {description: Version live before., type: str}
-    from_colour: {description: Colour traffic left., type: str}
-    to_colour: {description: Colour traffic went to., type: str}
-    operator: {description: Who ran it., type: str}
-    run_id: {description: The Ansible run., type: str}
-    commit: {description: Git commit of the deploying checkout., type: str}
-    started_at: {description: ISO 8601 time with offset., type: str}
-    finished_at: {description: ISO 8601 time with offset; null while running., type: str}
-    result: {description: running, succeeded, failed or noop., type: str}
-    message: {description: The summary given when finished., type: str}
-    details: {description: Structured details, merged over the run., type: dict}
+    id:
+      description: "Deployment id (a bigserial in PostgreSQL; milliseconds since the epoch in Kubernetes)."
+      type: int
+    environment:
+      description: "Environment."
+      type: str
+    platform:
+      description: "hosts, kubernetes or aws."
+      type: str
+    kind:
+      description: "deploy or rollback."
+      type: str
+    strategy:
+      description: "blue_green or canary."
+      type: str
+    version:
+      description: "Version going live."
+      type: str
+    previous_version:
+      description: "Version live before."
+      type: str
+    from_colour:
+      description: "Colour traffic left."
+      type: str
+    to_colour:
+      description: "Colour traffic went to."
+      type: str
+    operator:
+      description: "Who ran it."
+      type: str
+    run_id:
+      description: "The Ansible run."
+      type: str
+    commit:
+      description: "Git commit of the deploying checkout."
+      type: str
+    started_at:
+      description: "ISO 8601 time with offset."
+      type: str
+    finished_at:
+      description: "ISO 8601 time with offset; null while running."
+      type: str
+    result:
+      description: "running, succeeded, failed or noop."
+      type: str
+    message:
+      description: "The summary given when finished."
+      type: str
+    details:
+      description: "Structured details, merged over the run."
+      type: dict
   sample: {id: 42, environment: production, kind: deploy, version: 1.4.0, result: succeeded, commit: 3f2c1e9}
 step:
   description: The step written.
   returned: state=step
   type: dict
   contains:
-    id: {description: Step id (unique in PostgreSQL; 1, 2, ... within the deployment in Kubernetes)., type: int}
-    deployment_id: {description: Its deployment., type: int}
-    at: {description: ISO 8601 time with offset., type: str}
-    step: {description: Step name., type: str}
-    result: {description: Step result., type: str}
-    details: {description: Structured details., type: dict}
+    id:
+      description: "Step id (unique in PostgreSQL; 1, 2, ... within the deployment in Kubernetes)."
+      type: int
+    deployment_id:
+      description: "Its deployment."
+      type: int
+    at:
+      description: "ISO 8601 time with offset."
+      type: str
+    step:
+      description: "Step name."
+      type: str
+    result:
+      description: "Step result."
+      type: str
+    details:
+      description: "Structured details."
+      type: dict
 steps:
   description: The steps of the deployment returned, oldest first (same keys as RV(step)).
   returned: state=latest (empty when there is no deployment)
@@ -272,9 +318,21 @@ STORE_OPTIONS = {
 def store_options(module) -> dict:
     """The store's options, validated; fails naming the option that is wrong."""
     p = module.params
-    checked = ArgumentSpecValidator(STORE_OPTIONS[p["store"]]).validate(p["store_options"])
+    spec = STORE_OPTIONS[p["store"]]
+    unknown = sorted(set(p["store_options"]) - set(spec))
+    if unknown:
+        takes = f"it takes {', '.join(sorted(spec))}" if spec else "it takes none: use database and login_*"
+        module.fail_json(
+            msg=f"invalid store_options for the {p['store']} store: unknown "
+            + ", ".join(f"store_options.{k}" for k in unknown)
+            + f" ({takes})"
+        )
+    checked = ArgumentSpecValidator(spec).validate(p["store_options"])
     if checked.error_messages:
-        module.fail_json(msg=f"invalid store_options for the {p['store']} store: " + "; ".join(checked.error_messages))
+        module.fail_json(
+            msg=f"invalid store_options for the {p['store']} store: "
+            + "; ".join(m.replace("arguments: ", "arguments: store_options.") for m in checked.error_messages)
+        )
     opts = checked.validated_parameters
     if p["store"] == "kubernetes":
         if not k8s_rest.DNS_LABEL.match(opts["namespace"]):
