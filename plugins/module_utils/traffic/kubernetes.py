@@ -152,22 +152,9 @@ class ServiceRoute(TrafficBackend):
     def _route_path(self) -> str:
         return f"/apis/{ROUTE_GROUP}/{ROUTE_VERSION}/namespaces/{self.namespace}/httproutes/{self.route}"
 
-    @property
-    def can_split(self) -> bool:
-        """A weighted split needs the HTTPRoute; the Service selector alone is all or nothing."""
-        return bool(self.route)
-
     # -- reading ---------------------------------------------------------------------------
     def read(self) -> TrafficState:
-        try:
-            svc = self.request("GET", self._service_path(), f"Service {self.service}")
-        except TrafficError as exc:
-            if "not found" not in str(exc):
-                raise
-            # nothing was ever released here: no colour serves, none has members (the first
-            # release creates the Service and the HTTPRoute with all of it on its own colour)
-            self._selector_colour = None
-            return TrafficState(weights=dict.fromkeys(COLOURS, 0))
+        svc = self.request("GET", self._service_path(), f"Service {self.service}")
         selector = (svc.get("spec") or {}).get("selector") or {}
         colour = selector.get(self.colour_label)
         self._selector_colour = colour if colour in COLOURS else None
@@ -184,7 +171,7 @@ class ServiceRoute(TrafficBackend):
                 "GET", f"/api/v1/namespaces/{self.namespace}/pods", "pods", query=[("labelSelector", labels)]
             )
             members += [pod_member(pod, c) for pod in pods.get("items") or []]
-        return TrafficState(weights=weights, members=members, tie_breaker=self._selector_colour)
+        return TrafficState(weights=weights, members=members)
 
     def plan(self, current: TrafficState, wanted: dict[str, int]) -> dict[str, int]:
         """Also re-apply when the Service selector disagrees with the route's live colour (someone
