@@ -396,7 +396,7 @@ def test_client_passes_a_timeout_and_maps_statuses():
     client.request("PUT", LEASE, "Lease x", body={"a": 1}, timeout=2)
     assert ok.seen[-1][-1] == 2 and ok.seen[-1][2]["Content-Type"] == "application/json"
 
-    with pytest.raises(k8s_rest.NotFound, match="^Lease x not found in namespace prod$"):
+    with pytest.raises(k8s_rest.NotFound, match=r"^Lease x not found in namespace prod$"):
         k8s_rest.Client(FakeApiClient(404, {"message": "nope"})).request("GET", LEASE, "Lease x")
     with pytest.raises(k8s_rest.Conflict, match="exists already"):
         k8s_rest.Client(FakeApiClient(409, {})).request("POST", LEASE, "Lease x", body={})
