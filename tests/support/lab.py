@@ -6,6 +6,8 @@ HAProxy's runtime socket inside the lb container, psql inside the db container.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import subprocess
@@ -28,7 +30,7 @@ CONTAINER = "f4a-{}"
 
 def env() -> dict:
     e = dict(os.environ)
-    venv_bin = str(ROOT / ".venv" / "bin")
+    venv_bin = str(Path(os.environ.get("F4A_VENV") or ROOT / ".venv") / "bin")
     e["PATH"] = venv_bin + os.pathsep + e.get("PATH", "")
     e["CONTAINERS_CONF"] = str(ROOT / "lab" / "containers.conf")
     e["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
@@ -135,8 +137,6 @@ def deployments(since_id: int = 0) -> list[dict]:
 
 
 def deployment_details(deployment_id: int) -> dict:
-    import json
-
     rows = sql(f"SELECT details FROM deployments WHERE id = {int(deployment_id)}")
     return json.loads(rows[0][0]) if rows else {}
 
@@ -151,28 +151,83 @@ TIMINGS = ROOT / "reports" / "lab_timings.json"
 
 def running() -> bool:
     """True when every lab container is up."""
+    return len(containers()) >= 5
+
+
+def containers() -> dict[str, str]:
+    """The running lab containers: name -> container id."""
     p = subprocess.run(
-        ["podman", "ps", "--filter", "label=org.free4allweb.lab=true", "--format", "{{.Names}}"],
+        ["podman", "ps", "--filter", "label=org.free4allweb.lab=true", "--format", "{{.Names}} {{.ID}}"],
         check=False,
         env=env(),
         capture_output=True,
         text=True,
     )
-    return len(p.stdout.split()) >= 5
+    return dict(line.split(maxsplit=1) for line in p.stdout.splitlines() if line.strip())
+
+
+# What a provision run depends on: a change to any of these makes the next lab_up() provision.
+PROVISION_INPUTS = ("roles", "inventories/local", "playbooks/provision.yml", "playbooks/hosts/provision.yml")
+# The last successful provision by lab_up(): session, inputs' fingerprint, the containers it ran on.
+PROVISIONED = ROOT / ".lab" / "provisioned.json"
+
+
+def provision_fingerprint() -> str:
+    """A hash of every file provision.yml reads from this checkout (PROVISION_INPUTS)."""
+    h = hashlib.sha256()
+    for top in PROVISION_INPUTS:
+        base = ROOT / top
+        files = sorted(p for p in base.rglob("*") if p.is_file()) if base.is_dir() else [base]
+        for f in files:
+            if "__pycache__" in f.parts or not f.exists():
+                continue
+            h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def session() -> str:
+    """This lab session: F4A_LAB_SESSION (scripts/test and scripts/bench set one for every
+    process they start), else this process."""
+    return os.environ.get("F4A_LAB_SESSION") or f"pid-{os.getpid()}"
+
+
+def _already_provisioned(fingerprint: str) -> bool:
+    try:
+        record = json.loads(PROVISIONED.read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        record.get("session") == session()
+        and record.get("fingerprint") == fingerprint
+        and record.get("containers") == containers()
+    )
 
 
 def lab_up() -> tuple[Run, Run]:
-    """Create the lab and provision it. Returns both runs. When the lab did not exist before,
-    the timings are saved as the cold-provision measurement (reports/lab_timings.json)."""
-    import json
+    """Create the lab and provision it, once per session. Returns both runs. When the lab did not
+    exist before, the timings are saved as the cold-provision measurement
+    (reports/lab_timings.json).
 
+    playbooks/lab.yml always runs (it is quick, and starts whatever stopped). provision.yml is
+    skipped when this session (session()) already provisioned these very containers with the same
+    roles/, inventories/local and provision playbooks (provision_fingerprint()); the skipped run is
+    returned with returncode 0, 0 seconds and a note as its output."""
     was_running = running()
     created = playbook("lab.yml")
     if not created.ok:
         raise RuntimeError(f"could not create the lab:\n{created}")
+    fingerprint = provision_fingerprint()
+    if was_running and _already_provisioned(fingerprint):
+        note = f"provision.yml skipped: this session ({session()}) provisioned the lab with inputs {fingerprint}"
+        return created, Run(["ansible-playbook", "playbooks/provision.yml"], 0, note, 0.0)
+    PROVISIONED.unlink(missing_ok=True)
     provisioned = playbook("provision.yml")
     if not provisioned.ok:
         raise RuntimeError(f"could not provision the lab:\n{provisioned}")
+    PROVISIONED.parent.mkdir(exist_ok=True)
+    PROVISIONED.write_text(
+        json.dumps({"session": session(), "fingerprint": fingerprint, "containers": containers(), "at": time.time()})
+    )
     if not was_running:
         TIMINGS.parent.mkdir(exist_ok=True)
         TIMINGS.write_text(
@@ -183,8 +238,6 @@ def lab_up() -> tuple[Run, Run]:
 
 def recorded_cold_timings() -> dict | None:
     """The cold provision measured when the running lab was created, if this checkout did it."""
-    import json
-
     try:
         data = json.loads(TIMINGS.read_text())
     except (OSError, ValueError):
