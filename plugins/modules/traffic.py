@@ -22,6 +22,7 @@ options:
     description: The router to drive.
     type: str
     default: haproxy
+    choices: [alb, composite, haproxy, kubernetes]
   options:
     description:
       - Backend options.
@@ -35,7 +36,14 @@ options:
         C(endpoint_url).
       - For C(kubernetes) - C(namespace), C(service) (its selector carries the live colour),
         C(route) (HTTPRoute carrying canary weights), C(colour_label) (default C(colour)),
-        C(backend_pattern) (default C({service}-{colour})), C(kubeconfig), C(context).
+        C(backend_pattern) (default C({service}-{colour})), C(kubeconfig), C(context). Reading
+        a namespace where the Service does not exist yet (nothing was ever released) gives no
+        live colour and no members.
+      - For C(composite) - C(routers), a list of C({backend, options}) that move together. The
+        first router leads (its weights are the live state); the others follow it (a router
+        that cannot split, such as a Service without an HTTPRoute, follows the larger share).
+        Members are every router's, so a colour gains traffic only when healthy on all of them.
+        Production uses it for the ALB's weights plus the EKS Service selector.
     type: dict
     default: {}
   weights:
@@ -44,6 +52,12 @@ options:
       - Omit to only read the router.
       - "C({blue: 0, green: 100}) switches all traffic to green; C({blue: 95, green: 5}) sends 5 %."
     type: dict
+  send_all_to:
+    description:
+      - Send all traffic to this colour and none to the other (the same as O(weights) with 100
+        and 0). Mutually exclusive with O(weights).
+    type: str
+    choices: [blue, green]
   require_healthy:
     description: Refuse to give traffic to a colour that has none now unless enough of its members
       are healthy on the router.
@@ -71,6 +85,18 @@ EXAMPLES = r"""
     weights: {blue: 0, green: 100}
     wait_healthy_timeout: 10
 
+- name: Switch all traffic to the colour that is not live, on the ALB and the EKS Service together
+  free4allweb.devops.traffic:
+    backend: composite
+    options:
+      routers:
+        - backend: alb
+          options: {region: eu-west-1, load_balancer_name: free4allweb-production,
+                    blue_target_group: free4allweb-production-blue, green_target_group: free4allweb-production-green}
+        - backend: kubernetes
+          options: {namespace: free4allweb, service: free4allweb}
+    send_all_to: "{{ router.idle_colour }}"
+
 - name: Send 5 % of traffic to the canary colour
   free4allweb.devops.traffic:
     options:
@@ -85,6 +111,21 @@ live_colour:
   returned: always
   type: str
   sample: green
+idle_colour:
+  description:
+    - The colour a release goes to - the one that is not live (before the task). With nothing
+      live (a router that never served), C(blue); during a split, the smaller share.
+  returned: always
+  type: str
+  sample: blue
+rollback_colour:
+  description:
+    - The colour a rollback returns to (before the task) - during a split (an interrupted
+      canary) the baseline, the larger share; otherwise the colour that is not live. Null when
+      the router never served.
+  returned: always
+  type: str
+  sample: blue
 before:
   description: Router state before the task.
   returned: always
@@ -96,6 +137,12 @@ before:
       sample: {blue: 100, green: 0}
     live_colour:
       description: Colour with the larger share.
+      type: str
+    idle_colour:
+      description: The colour that is not live (see RV(idle_colour)).
+      type: str
+    rollback_colour:
+      description: Where a rollback goes (see RV(rollback_colour)).
       type: str
     split:
       description: True when more than one colour gets traffic.
@@ -124,39 +171,36 @@ applied_at:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.free4allweb.devops.plugins.module_utils.traffic import BACKENDS, backend_class
-from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.base import TrafficError
+from ansible_collections.free4allweb.devops.plugins.module_utils.traffic import BACKENDS, build_backend
+from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.base import COLOURS, TrafficError, all_to
 from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.shift import shift_traffic
 
 
 def main():
     module = AnsibleModule(
         argument_spec={
-            "backend": {"type": "str", "default": "haproxy"},
+            "backend": {"type": "str", "default": "haproxy", "choices": sorted(BACKENDS)},
             "options": {"type": "dict", "default": {}},
             "weights": {"type": "dict"},
+            "send_all_to": {"type": "str", "choices": list(COLOURS)},
             "require_healthy": {"type": "bool", "default": True},
             "min_healthy_ratio": {"type": "float", "default": 1.0},
             "wait_healthy_timeout": {"type": "float", "default": 0.0},
         },
+        mutually_exclusive=[("weights", "send_all_to")],
         supports_check_mode=True,
     )
     p = module.params
+    weights = all_to(p["send_all_to"]) if p["send_all_to"] else p["weights"]
     try:
-        cls = backend_class(p["backend"])
-    except ValueError as exc:
-        module.fail_json(msg=f"{exc}", known_backends=sorted(BACKENDS))
-    checked = ArgumentSpecValidator(cls.OPTIONS).validate(p["options"])
-    if checked.error_messages:
-        module.fail_json(msg=f"invalid options for the {p['backend']} backend: " + "; ".join(checked.error_messages))
-
-    backend = cls(**checked.validated_parameters)
+        backend = build_backend(p["backend"], p["options"])
+    except TrafficError as exc:
+        module.fail_json(msg=str(exc), known_backends=sorted(BACKENDS))
     try:
         result = shift_traffic(
             backend,
-            p["weights"],
+            weights,
             require_healthy=p["require_healthy"],
             min_healthy_ratio=p["min_healthy_ratio"],
             wait_healthy_timeout=p["wait_healthy_timeout"],

@@ -8,7 +8,11 @@ fail in their constructor with a clear message when it is absent.
 
 from __future__ import annotations
 
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
 from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.alb import ForwardWeights
+from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.base import TrafficError
+from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.composite import Composite
 from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.haproxy import HAProxyRuntime
 from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.kubernetes import ServiceRoute
 
@@ -16,6 +20,7 @@ BACKENDS = {
     HAProxyRuntime.name: HAProxyRuntime,
     ForwardWeights.name: ForwardWeights,
     ServiceRoute.name: ServiceRoute,
+    Composite.name: Composite,
 }
 
 
@@ -24,3 +29,15 @@ def backend_class(name: str):
         return BACKENDS[name]
     except KeyError:
         raise ValueError(f"unknown traffic backend {name!r}; known: {sorted(BACKENDS)}") from None
+
+
+def build_backend(name: str, options: dict):
+    """A backend object from its name and options, the options checked against its OPTIONS."""
+    try:
+        cls = backend_class(name)
+    except ValueError as exc:
+        raise TrafficError(str(exc)) from None
+    checked = ArgumentSpecValidator(cls.OPTIONS).validate(options or {})
+    if checked.error_messages:
+        raise TrafficError(f"invalid options for the {name} backend: " + "; ".join(checked.error_messages))
+    return cls(**checked.validated_parameters)

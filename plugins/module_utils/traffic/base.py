@@ -40,6 +40,8 @@ class TrafficState:
 
     weights: dict[str, int]
     members: list[Member] = field(default_factory=list)
+    #: the colour a router itself names when the weights are even (a Service selector); else None
+    tie_breaker: str | None = None
 
     @property
     def live_colour(self) -> str | None:
@@ -50,6 +52,28 @@ class TrafficState:
         if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
             return None
         return ranked[0][0]
+
+    @property
+    def idle_colour(self) -> str:
+        """Where a release goes: the colour that is not live. With nothing live (a router that
+        has never served), the first colour; during a split, the smaller share."""
+        live = self.live_colour
+        if live is None:
+            live = self.tie_breaker
+        if live is None:
+            ranked = sorted(COLOURS, key=lambda c: (-self.weights.get(c, 0), COLOURS.index(c)))
+            return ranked[1] if self.weights.get(ranked[0], 0) > 0 else COLOURS[0]
+        return other_colour(live)
+
+    @property
+    def rollback_colour(self) -> str | None:
+        """Where a rollback sends traffic: during a split (an interrupted canary) the baseline,
+        the larger share (on an even split the colour the router itself names); otherwise the
+        colour that is not live. None when the router has never served."""
+        live = self.live_colour or self.tie_breaker
+        if live is None:
+            return None
+        return live if self.split else other_colour(live)
 
     @property
     def split(self) -> bool:
@@ -70,6 +94,8 @@ class TrafficState:
         return {
             "weights": dict(self.weights),
             "live_colour": self.live_colour,
+            "idle_colour": self.idle_colour,
+            "rollback_colour": self.rollback_colour,
             "split": self.split,
             "shares": {c: round(self.share(c), 4) for c in self.weights},
             "members": [
@@ -77,6 +103,19 @@ class TrafficState:
                 for m in self.members
             ],
         }
+
+
+def other_colour(colour: str) -> str:
+    """The colour that is not `colour`."""
+    if colour not in COLOURS:
+        raise TrafficError(f"unknown colour {colour!r}; colours are {list(COLOURS)}")
+    return COLOURS[1 - COLOURS.index(colour)]
+
+
+def all_to(colour: str) -> dict[str, int]:
+    """Weights that send every request to `colour`."""
+    other_colour(colour)  # validates
+    return {c: (100 if c == colour else 0) for c in COLOURS}
 
 
 def check_weights(weights: dict[str, int]) -> dict[str, int]:

@@ -38,6 +38,12 @@ from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.base im
 )
 
 ROUTE_GROUP = "gateway.networking.k8s.io"
+
+
+class ObjectNotFound(TrafficError):
+    """The Service or the HTTPRoute does not exist (404)."""
+
+
 ROUTE_VERSION = "v1"
 
 
@@ -143,6 +149,8 @@ class ServiceRoute(TrafficBackend):
     def request(self, method: str, path: str, what: str, *, body=None, query=None, content_type=None) -> dict:
         try:
             return self.client.request(method, path, what, body=body, query=query, content_type=content_type)
+        except k8s_rest.NotFound as exc:
+            raise ObjectNotFound(str(exc)) from None
         except k8s_rest.K8sError as exc:
             raise TrafficError(str(exc)) from None
 
@@ -152,9 +160,20 @@ class ServiceRoute(TrafficBackend):
     def _route_path(self) -> str:
         return f"/apis/{ROUTE_GROUP}/{ROUTE_VERSION}/namespaces/{self.namespace}/httproutes/{self.route}"
 
+    @property
+    def can_split(self) -> bool:
+        """A weighted split needs the HTTPRoute; the Service selector alone is all or nothing."""
+        return bool(self.route)
+
     # -- reading ---------------------------------------------------------------------------
     def read(self) -> TrafficState:
-        svc = self.request("GET", self._service_path(), f"Service {self.service}")
+        try:
+            svc = self.request("GET", self._service_path(), f"Service {self.service}")
+        except ObjectNotFound:
+            # nothing was ever released here: no colour serves, none has members (the first
+            # release creates the Service and the HTTPRoute with all of it on its own colour)
+            self._selector_colour = None
+            return TrafficState(weights=dict.fromkeys(COLOURS, 0))
         selector = (svc.get("spec") or {}).get("selector") or {}
         colour = selector.get(self.colour_label)
         self._selector_colour = colour if colour in COLOURS else None
@@ -171,7 +190,7 @@ class ServiceRoute(TrafficBackend):
                 "GET", f"/api/v1/namespaces/{self.namespace}/pods", "pods", query=[("labelSelector", labels)]
             )
             members += [pod_member(pod, c) for pod in pods.get("items") or []]
-        return TrafficState(weights=weights, members=members)
+        return TrafficState(weights=weights, members=members, tie_breaker=self._selector_colour)
 
     def plan(self, current: TrafficState, wanted: dict[str, int]) -> dict[str, int]:
         """Also re-apply when the Service selector disagrees with the route's live colour (someone

@@ -52,6 +52,8 @@ def shift_traffic(
         "before": before.as_dict(),
         "after": before.as_dict(),
         "live_colour": before.live_colour,
+        "idle_colour": before.idle_colour,
+        "rollback_colour": before.rollback_colour,
     }
     if weights is None:
         return result
