@@ -130,7 +130,8 @@ def main() -> None:
                     Tags=ansible_dict_to_boto3_tag_list(p["tags"]),
                 )
                 result["arn"] = created["OpenIDConnectProviderArn"]
-            module.exit_json(**dict(result, changed=True))
+            result["changed"] = True
+            module.exit_json(**result)
         current = iam.get_open_id_connect_provider(OpenIDConnectProviderArn=arn)
         missing = [c for c in p["client_ids"] if c not in current.get("ClientIDList", [])]
         thumbs_differ = sorted(p["thumbprints"]) != sorted(current.get("ThumbprintList", []))
@@ -153,7 +154,8 @@ def main() -> None:
                 iam.untag_open_id_connect_provider(OpenIDConnectProviderArn=arn, TagKeys=to_untag)
     except (BotoCoreError, ClientError) as e:
         module.fail_json_aws(e, msg=f"cannot manage the OIDC provider {arn}")
-    module.exit_json(**dict(result, changed=changed))
+    result["changed"] = changed
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -3,35 +3,36 @@
 The emulated staging: AWS is one moto server per session (tests/support/moto_server.py on
 127.0.0.1, a port below 32768), and the EKS cluster is the session's Kubernetes harness
 (`k8s_cluster`, tests/integration/conftest.py, shared with the kubernetes tests) with what EKS
-adds to a cluster (tests/support/eks_emulation.py: the aws-node DaemonSet, the SecurityGroupPolicy
-CRD) and an emulated AWS Load Balancer Controller that registers the pods behind each
-TargetGroupBinding in moto's target groups. The playbooks run with the staging inventory, AWS
+adds to a cluster (the aws-node DaemonSet, the SecurityGroupPolicy CRD) and an emulated AWS Load
+Balancer Controller that registers the pods behind each TargetGroupBinding in moto's target
+groups (tests/support/eks_emulation.py). The playbooks run with the staging inventory, AWS
 pointed at moto and `free4allweb_kubeconfig` at the harness (instead of the endpoint moto
-invents for the EKS cluster).
+invents for the EKS cluster). The emulated production is the same with the production
+inventory, on a moto server and a harness of its own, started only when a test asks for it.
 
 The staging stack is provisioned once, by the first test that needs it; the test files run in
 the order of their names and build on each other's state:
 provision -> cluster workload -> bad input -> ALB switching -> rerun and check mode -> DR region.
 
-Fixtures for tests that build on the emulated staging:
-- `moto`: the Moto server (`.client(service, region)` gives boto3 clients on it).
-- `eks_cluster`: the harness as the EKS cluster (a tests.support.k8s_harness.K8s).
-- `lb_controller`: the running LoadBalancerControllerEmulator (`wait_passes()` to let it catch up).
-- `staging_vars`: the extra vars every run gets (certificates, kubeconfigs, the stand-in chart).
-- `play(playbook, inventory=STAGING, extra_vars=None, check=False, skip_tags=(), verbose=0)`:
-  ansible-playbook against moto and the harness; returns a PlaybookRun (rc, output, recap,
-  changed_tasks, calls moto received, mutating_calls).
-- `provisioned`: the cold provision of staging (PlaybookRun).
+Fixtures for tests that build on the emulated environments:
+- `staging`, `production`: a tests.support.emulated_aws.EmulatedEnvironment, provisioned
+  (`.moto`, `.cluster`, `.lb_controller`, `.prefix`, `.inventory`, `.extra_vars`, `.provisioned`,
+  `.play(playbook, extra_vars=None, check=False, skip_tags=(), verbose=0)`).
+- `emulated_env`: both of them, one after the other (parametrized; production last).
+- staging's parts, as before: `moto` (`.client(service, region)`), `eks_cluster` (the harness as
+  the EKS cluster, a tests.support.k8s_harness.K8s), `lb_controller` (`wait_passes()` lets it
+  catch up), `staging_vars`, `play(playbook, inventory=STAGING, extra_vars=None, ...)` returning
+  a PlaybookRun (rc, output, recap, changed_tasks, calls moto received, mutating_calls), and
+  `provisioned` (the cold provision's PlaybookRun).
 """
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from tests.support.aws_moto import DR, PRIMARY, ROOT, STAGING, VENV_BIN, Moto, PlaybookRun, run_playbook
-from tests.support.eks_emulation import LB_CONTROLLER_CHART, LoadBalancerControllerEmulator, install_eks_standins
+from tests.support.aws_moto import PRIMARY, ROOT, STAGING, Moto, PlaybookRun, run_playbook
+from tests.support.emulated_aws import EmulatedEnvironment, emulate
+from tests.support.k8s_harness import start_cluster
 
 
 @pytest.fixture(scope="session")
@@ -42,60 +43,82 @@ def moto(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def eks_cluster(k8s_cluster):
-    """The session's Kubernetes harness with what EKS puts in every cluster (aws-node, the
-    SecurityGroupPolicy CRD): the emulated staging's EKS cluster."""
-    install_eks_standins(k8s_cluster)
-    return k8s_cluster
+def _staging_env(moto, k8s_cluster, tmp_path_factory) -> EmulatedEnvironment:
+    env = emulate("staging", moto, k8s_cluster, tmp_path_factory.mktemp("kube"))
+    yield env
+    env.lb_controller.stop()
 
 
 @pytest.fixture(scope="session")
-def lb_controller(moto, eks_cluster):
-    """The AWS Load Balancer Controller's part that matters here: TargetGroupBinding -> targets."""
-    emulator = LoadBalancerControllerEmulator(eks_cluster.kubeconfig, lambda: moto.client("elbv2")).start()
-    yield emulator
-    emulator.stop()
+def eks_cluster(_staging_env):
+    """The session's Kubernetes harness with what EKS puts in every cluster: staging's EKS."""
+    return _staging_env.cluster
 
 
 @pytest.fixture(scope="session")
-def staging_vars(moto, eks_cluster, tmp_path_factory):
+def lb_controller(_staging_env):
+    """Staging's emulated AWS Load Balancer Controller (TargetGroupBinding -> moto targets)."""
+    return _staging_env.lb_controller
+
+
+@pytest.fixture(scope="session")
+def staging_vars(_staging_env) -> dict:
     """What a real staging inventory gets from outside: the ACM certificates (issued in ACM
     before the first provision) and where to write the kubeconfig; and what the emulation
     replaces: the cluster the workload goes to (the harness, not moto's invented EKS endpoint)
     and the load balancer controller's chart (a local stand-in: no chart repository is reachable)."""
-    certs = {
-        region: moto.client("acm", region).request_certificate(DomainName="api.staging.free4allweb.example")[
-            "CertificateArn"
-        ]
-        for region in (PRIMARY, DR)
-    }
-    return {
-        "free4allweb_aws_certificate_arn": certs[PRIMARY],
-        "free4allweb_aws_dr_certificate_arn": certs[DR],
-        "aws_eks_kubeconfig_path": str(tmp_path_factory.mktemp("kube") / "staging.yaml"),
-        "free4allweb_kubeconfig": str(eks_cluster.kubeconfig),
-        "aws_eks_workload_lbc_chart_ref": str(LB_CONTROLLER_CHART),
-        "aws_eks_workload_lbc_chart_repo_url": "",
-    }
+    return _staging_env.extra_vars
 
 
 @pytest.fixture(scope="session")
-def play(moto, eks_cluster, lb_controller, staging_vars):
-    """Run a playbook against moto and the harness with the staging inputs; returns a PlaybookRun.
-    helm comes from the harness's bindir."""
-    path = f"{eks_cluster.bindir}:{VENV_BIN}:{os.environ.get('PATH', '')}"
+def play(moto, _staging_env):
+    """Run a playbook against moto and the harness with the staging inputs; returns a PlaybookRun."""
 
     def run(playbook: str, inventory: str = STAGING, extra_vars: dict | None = None, **kwargs) -> PlaybookRun:
-        env = {"PATH": path, **kwargs.pop("env", {})}
-        return run_playbook(moto, playbook, inventory, {**staging_vars, **(extra_vars or {})}, env=env, **kwargs)
+        if inventory == STAGING:
+            return _staging_env.play(playbook, extra_vars, **kwargs)
+        return run_playbook(moto, playbook, inventory, {**_staging_env.extra_vars, **(extra_vars or {})}, **kwargs)
 
     return run
 
 
 @pytest.fixture(scope="session")
-def provisioned(play) -> PlaybookRun:
+def provisioned(_staging_env) -> PlaybookRun:
     """The cold provision of staging (verbose, so the secrets test greps module results too)."""
-    run = play("playbooks/aws/provision.yml", verbose=1)
-    if run.rc != 0:
-        pytest.fail(f"provisioning staging failed (rc {run.rc}):\n{run.tail()}")
-    return run
+    try:
+        return _staging_env.provisioned or _staging_env.provision()
+    except AssertionError as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="session")
+def staging(_staging_env, provisioned) -> EmulatedEnvironment:
+    return _staging_env
+
+
+@pytest.fixture(scope="session")
+def production(tmp_path_factory) -> EmulatedEnvironment:
+    """The emulated production, provisioned: its own moto server and harness (another account,
+    another cluster), the production inventory."""
+    server = Moto(ROOT / ".cache" / "aws-tests" / "moto-production.log", region=PRIMARY).start()
+    cluster = env = None
+    try:
+        cluster = start_cluster(tmp_path_factory.mktemp("k8s-production"))
+        env = emulate("production", server, cluster, tmp_path_factory.mktemp("kube-production"))
+        try:
+            env.provision()
+        except AssertionError as exc:
+            pytest.fail(str(exc))
+        yield env
+    finally:
+        if env:
+            env.lb_controller.stop()
+        if cluster:
+            cluster.cluster.stop()
+        server.stop()
+
+
+@pytest.fixture(scope="session", params=["staging", "production"])
+def emulated_env(request) -> EmulatedEnvironment:
+    """Each emulated environment in turn, provisioned (staging first)."""
+    return request.getfixturevalue(request.param)

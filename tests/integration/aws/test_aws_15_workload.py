@@ -5,6 +5,7 @@ The load balancer controller, the IRSA role that only its ServiceAccount can ass
 TargetGroupBinding per colour, security groups for pods (the database admits the app group only),
 the app's Secret from Secrets Manager and the monitoring stack; and, with pods of a colour Ready,
 the emulated controller puts exactly the Ready pods' IPs into that colour's target group.
+Each test runs on the emulated staging, then on the emulated production (fixture `emulated_env`).
 (A rerun and --check of the whole provision, workload included, are test_aws_35_rerun.py.)
 """
 
@@ -17,10 +18,7 @@ import subprocess
 import pytest
 from kubernetes.client.rest import ApiException
 
-from tests.support.aws_moto import NAME
 from tests.support.eks_emulation import SGP, TGB
-
-pytestmark = pytest.mark.usefixtures("provisioned")
 
 APP, NS = "free4allweb", "free4allweb"
 LBC_SA, LBC_NS = "aws-load-balancer-controller", "kube-system"
@@ -28,28 +26,31 @@ COLOURS = ("blue", "green")
 HTTP_PORT = {"name": "http", "containerPort": 8000}
 
 
-@pytest.fixture(scope="module")
-def target_groups(moto) -> dict[str, str]:
-    groups = moto.client("elbv2").describe_target_groups(Names=[f"{NAME}-{c}" for c in COLOURS])["TargetGroups"]
+@pytest.fixture
+def target_groups(emulated_env) -> dict[str, str]:
+    names = [f"{emulated_env.prefix}-{c}" for c in COLOURS]
+    groups = emulated_env.moto.client("elbv2").describe_target_groups(Names=names)["TargetGroups"]
     return {g["TargetGroupName"].rsplit("-", 1)[1]: g["TargetGroupArn"] for g in groups}
 
 
-@pytest.fixture(scope="module")
-def security_groups(moto) -> dict[str, dict]:
-    groups = moto.client("ec2").describe_security_groups(
-        Filters=[{"Name": "group-name", "Values": [f"{NAME}-app", f"{NAME}-db"]}]
+@pytest.fixture
+def security_groups(emulated_env) -> dict[str, dict]:
+    names = [f"{emulated_env.prefix}-app", f"{emulated_env.prefix}-db"]
+    groups = emulated_env.moto.client("ec2").describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": names}]
     )["SecurityGroups"]
     return {g["GroupName"].rsplit("-", 1)[1]: g for g in groups}
 
 
-def test_controller_role_is_assumable_only_by_its_service_account(moto, eks_cluster):
+def test_controller_role_is_assumable_only_by_its_service_account(emulated_env):
+    moto, eks_cluster, prefix = emulated_env.moto, emulated_env.cluster, emulated_env.prefix
     account = eks_cluster.core.read_namespaced_service_account(LBC_SA, LBC_NS)
     role_arn = account.metadata.annotations["eks.amazonaws.com/role-arn"]
     iam = moto.client("iam")
-    role = iam.get_role(RoleName=f"{NAME}-aws-load-balancer-controller")["Role"]
+    role = iam.get_role(RoleName=f"{prefix}-aws-load-balancer-controller")["Role"]
     assert role["Arn"] == role_arn
 
-    issuer = moto.client("eks").describe_cluster(name=NAME)["cluster"]["identity"]["oidc"]["issuer"]
+    issuer = moto.client("eks").describe_cluster(name=prefix)["cluster"]["identity"]["oidc"]["issuer"]
     host = issuer.removeprefix("https://")
     providers = [p["Arn"] for p in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]]
     provider = next(p for p in providers if p.endswith(f":oidc-provider/{host}"))
@@ -72,9 +73,10 @@ def test_controller_role_is_assumable_only_by_its_service_account(moto, eks_clus
     ]
 
 
-def test_controller_policy_registers_targets_in_the_colour_groups_only(moto, target_groups):
+def test_controller_policy_registers_targets_in_the_colour_groups_only(emulated_env, target_groups):
+    moto, prefix = emulated_env.moto, emulated_env.prefix
     policy = moto.client("iam").get_role_policy(
-        RoleName=f"{NAME}-aws-load-balancer-controller", PolicyName="aws-load-balancer-controller"
+        RoleName=f"{prefix}-aws-load-balancer-controller", PolicyName="aws-load-balancer-controller"
     )["PolicyDocument"]
     policy = json.loads(policy) if isinstance(policy, str) else policy
     writes = [s for s in policy["Statement"] if any(":Describe" not in a for a in s["Action"])]
@@ -90,7 +92,8 @@ def test_controller_policy_registers_targets_in_the_colour_groups_only(moto, tar
     assert all(a.split(":")[1].startswith("Describe") for s in reads for a in s["Action"])
 
 
-def test_controller_is_installed_with_helm_and_ready(eks_cluster):
+def test_controller_is_installed_with_helm_and_ready(emulated_env):
+    eks_cluster, prefix = emulated_env.cluster, emulated_env.prefix
     out = subprocess.run(
         [str(eks_cluster.bindir / "helm"), "list", "-n", LBC_NS, "-o", "json"],
         env=eks_cluster.env(),
@@ -106,11 +109,12 @@ def test_controller_is_installed_with_helm_and_ready(eks_cluster):
     assert deployment.status.ready_replicas == 2
     assert deployment.spec.template.spec.service_account_name == LBC_SA
     args = deployment.spec.template.spec.containers[0].args
-    assert f"--cluster-name={NAME}" in args
+    assert f"--cluster-name={prefix}" in args
     assert "--enable-wafv2=false" in args
 
 
-def test_one_target_group_binding_per_colour(eks_cluster, target_groups):
+def test_one_target_group_binding_per_colour(emulated_env, target_groups):
+    eks_cluster = emulated_env.cluster
     bindings = {
         b["metadata"]["name"]: b["spec"]
         for b in eks_cluster.custom.list_namespaced_custom_object(*TGB[:2], NS, TGB[2])["items"]
@@ -125,7 +129,8 @@ def test_one_target_group_binding_per_colour(eks_cluster, target_groups):
     }
 
 
-def test_database_admits_the_pods_through_their_security_group(eks_cluster, security_groups):
+def test_database_admits_the_pods_through_their_security_group(emulated_env, security_groups):
+    eks_cluster = emulated_env.cluster
     app, db = security_groups["app"], security_groups["db"]
     # the database's only way in: 5432 from the app group
     assert [(r["FromPort"], [g["GroupId"] for g in r["UserIdGroupPairs"]]) for r in db["IpPermissions"]] == [
@@ -143,16 +148,18 @@ def test_database_admits_the_pods_through_their_security_group(eks_cluster, secu
     assert init_env["DISABLE_TCP_EARLY_DEMUX"] == "true"
 
 
-def test_app_secret_holds_the_database_url_from_secrets_manager(moto, eks_cluster, provisioned):
+def test_app_secret_holds_the_database_url_from_secrets_manager(emulated_env):
+    moto, eks_cluster, prefix = emulated_env.moto, emulated_env.cluster, emulated_env.prefix
+    provisioned = emulated_env.provisioned
     secret = eks_cluster.core.read_namespaced_secret(f"{APP}-secrets", NS)
     in_cluster = base64.b64decode(secret.data["DATABASE_URL"]).decode()
     stored = json.loads(
-        moto.client("secretsmanager").get_secret_value(SecretId=f"free4allweb/{NAME}/app")["SecretString"]
+        moto.client("secretsmanager").get_secret_value(SecretId=f"free4allweb/{prefix}/app")["SecretString"]
     )["DATABASE_URL"]
     master = json.loads(
-        moto.client("secretsmanager").get_secret_value(SecretId=f"free4allweb/{NAME}/rds-master")["SecretString"]
+        moto.client("secretsmanager").get_secret_value(SecretId=f"free4allweb/{prefix}/rds-master")["SecretString"]
     )
-    endpoint = moto.client("rds").describe_db_instances(DBInstanceIdentifier=NAME)["DBInstances"][0]["Endpoint"]
+    endpoint = moto.client("rds").describe_db_instances(DBInstanceIdentifier=prefix)["DBInstances"][0]["Endpoint"]
     expected = (
         f"postgresql://{master['username']}:{master['password']}@{endpoint['Address']}:{master['port']}"
         f"/{master['dbname']}?sslmode=require"
@@ -164,7 +171,8 @@ def test_app_secret_holds_the_database_url_from_secrets_manager(moto, eks_cluste
         assert text not in provisioned.output, "a secret appeared in the provision output"
 
 
-def test_monitoring_is_installed(eks_cluster):
+def test_monitoring_is_installed(emulated_env):
+    eks_cluster = emulated_env.cluster
     for name in ("free4allweb-monitoring-prometheus", "free4allweb-monitoring-alertmanager"):
         assert eks_cluster.apps.read_namespaced_deployment(name, "monitoring").status.available_replicas == 1
     assert eks_cluster.core.read_namespaced_config_map("free4allweb-monitoring-rules", "monitoring").data
@@ -196,9 +204,9 @@ def colour_objects(colour: str, replicas: int) -> tuple[dict, dict]:
 
 
 @pytest.fixture
-def green_pods(eks_cluster):
+def green_pods(emulated_env):
     """Two Ready pods and one whose readiness keeps failing behind Service free4allweb-green."""
-    k8s = eks_cluster
+    k8s = emulated_env.cluster
     deployment, service = colour_objects("green", 2)
     k8s.core.create_namespaced_service(NS, service)
     k8s.apps.create_namespaced_deployment(NS, deployment)
@@ -240,10 +248,8 @@ def targets(moto, arn: str) -> dict[tuple[str, int], str]:
     return {(t["Target"]["Id"], t["Target"]["Port"]): t["TargetHealth"]["State"] for t in health}
 
 
-def test_ready_pods_of_a_colour_become_healthy_targets_of_its_group(
-    moto, eks_cluster, lb_controller, target_groups, green_pods
-):
-    k8s = eks_cluster
+def test_ready_pods_of_a_colour_become_healthy_targets_of_its_group(emulated_env, target_groups, green_pods):
+    moto, k8s, lb_controller = emulated_env.moto, emulated_env.cluster, emulated_env.lb_controller
     ips = k8s.wait_for("two Ready green pods", lambda: (s := ready_pod_ips(k8s, "green")) and len(s) == 2 and s)
     expected = {(ip, 8000): "healthy" for ip in ips}
     k8s.wait_for("the green pods in the green target group", lambda: targets(moto, target_groups["green"]) == expected)
