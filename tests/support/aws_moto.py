@@ -50,8 +50,13 @@ SCRUBBED = (
 
 
 def free_port(first: int = 15100, last: int = 15999) -> int:
-    """A free TCP port on 127.0.0.1 below the ephemeral range (32768+)."""
-    for port in range(first, last + 1):
+    """A free TCP port on 127.0.0.1 below the ephemeral range (32768+). The search starts at an
+    offset taken from the process ID, so concurrent test sessions (each picks, then its server
+    binds) rarely race for the same port."""
+    span = last - first + 1
+    offset = (os.getpid() * 7) % span
+    for i in range(span):
+        port = first + (offset + i) % span
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
@@ -115,9 +120,14 @@ class Moto:
                 raise RuntimeError(f"moto_server exited with {self.proc.returncode}; see {self.log_path}")
             try:
                 urllib.request.urlopen(f"{self.url}/moto-api/", timeout=2).read()
-                return self
             except OSError:
                 time.sleep(0.2)
+                continue
+            # another session's server may have taken the port first: then ours exits (cannot bind)
+            time.sleep(0.5)
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"moto_server exited with {self.proc.returncode} (port {self.port} taken?)")
+            return self
         self.stop()
         raise RuntimeError(f"moto_server did not answer on {self.url} within {timeout} s")
 
