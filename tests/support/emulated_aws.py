@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.aws_moto import DR, PRIMARY, VENV_BIN, Moto, PlaybookRun, run_playbook
+from tests.support.aws_moto import BACKGROUND_ACCESS_KEY, DR, PRIMARY, VENV_BIN, Moto, PlaybookRun, run_playbook
 from tests.support.eks_emulation import LB_CONTROLLER_CHART, LoadBalancerControllerEmulator, install_eks_standins
 
 #: environment -> (inventory, name prefix of its resources, its public DNS zone)
@@ -89,5 +89,8 @@ def emulate(name: str, moto: Moto, cluster, workdir: Path) -> EmulatedEnvironmen
     """Make `cluster` look like EKS and start the LB controller emulator against `moto`; the
     caller stops `env.lb_controller` (and its moto and cluster)."""
     install_eks_standins(cluster)
-    controller = LoadBalancerControllerEmulator(cluster.kubeconfig, lambda: moto.client("elbv2")).start()
+    # its own access key: its calls are not the playbook's (see BACKGROUND_ACCESS_KEY)
+    controller = LoadBalancerControllerEmulator(
+        cluster.kubeconfig, lambda: moto.client("elbv2", access_key=BACKGROUND_ACCESS_KEY)
+    ).start()
     return EmulatedEnvironment(name, moto, cluster, controller, environment_vars(name, moto, cluster, workdir))
