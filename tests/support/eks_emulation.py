@@ -152,8 +152,10 @@ def install_eks_standins(k8s) -> None:
 
 class LoadBalancerControllerEmulator:
     """Keeps each TargetGroupBinding's target group (in moto) equal to the Ready endpoints of its
-    Service, as the AWS Load Balancer Controller does on EKS. Start it, stop it; `passes` counts
-    finished reconcile passes, `errors` keeps the last few failures (a pass never kills the thread)."""
+    Service, as the AWS Load Balancer Controller does on EKS: targets registered by anyone else
+    are deregistered within a pass (use `suspended()` to register by hand). Start it, stop it;
+    `passes` counts finished reconcile passes, `errors` keeps the last few failures (a pass never
+    kills the thread)."""
 
     def __init__(self, kubeconfig: Path, elbv2_factory, interval: float = 0.5):
         self.kubeconfig = Path(kubeconfig)
@@ -163,6 +165,7 @@ class LoadBalancerControllerEmulator:
         self.errors: list[str] = []
         self.registered: dict[str, set[tuple[str, int]]] = {}
         self._stop = threading.Event()
+        self._paused = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> LoadBalancerControllerEmulator:
@@ -174,6 +177,16 @@ class LoadBalancerControllerEmulator:
         self._stop.set()
         if self._thread:
             self._thread.join(10)
+
+    @contextlib.contextmanager
+    def suspended(self):
+        """Leave the target groups alone for a while (a test that registers targets by hand:
+        the controller, real or emulated, would otherwise deregister what no pod backs)."""
+        self._paused.set()
+        try:
+            yield self
+        finally:
+            self._paused.clear()
 
     def wait_passes(self, count: int = 2, timeout: float = 30.0) -> None:
         """Block until `count` more passes have finished (so the targets reflect the cluster now)."""
@@ -191,6 +204,9 @@ class LoadBalancerControllerEmulator:
         apis = (client.CustomObjectsApi(api), client.CoreV1Api(api), client.DiscoveryV1Api(api))
         elbv2 = self.elbv2_factory()
         while not self._stop.is_set():
+            if self._paused.is_set():
+                self._stop.wait(self.interval)
+                continue
             try:
                 self.reconcile(*apis, elbv2)
             except Exception as exc:  # keep going, like a controller does
