@@ -62,7 +62,9 @@ class Router(TrafficBackend):
 
     def read(self):
         members = [Member(f"{self.label}-{c}", c, healthy=c in self.healthy_colours) for c in ("blue", "green")]
-        return TrafficState(dict(self.weights), members)
+        # a selector (no split) names its colour, as the kubernetes backend's tie breaker
+        tie = None if self.can_split else TrafficState(dict(self.weights)).live_colour
+        return TrafficState(dict(self.weights), members, tie_breaker=tie)
 
     def apply(self, weights):
         if not self.can_split and sum(1 for w in {**self.weights, **weights}.values() if w > 0) > 1:
@@ -134,3 +136,27 @@ def test_a_namespace_where_nothing_was_released_reads_as_a_router_that_never_ser
     out = shift_traffic(router, None)
     assert out["live_colour"] is None and out["idle_colour"] == "blue" and out["rollback_colour"] is None
     assert out["before"]["members"] == []
+
+
+def test_returning_traffic_skips_a_follower_that_does_not_exist_yet():
+    """A first release that fails on EKS: the ALB says blue (as provisioned), no Service exists
+    yet. Sending all traffic back to blue moves the ALB and leaves the absent Service alone."""
+    router, alb, svc, calls = production({"blue": 0, "green": 100}, {"blue": 0, "green": 0})
+    svc.exists = False
+
+    def absent(weights):
+        raise TrafficError("Service app not found in namespace ns")
+
+    svc.apply = absent
+    out = shift_traffic(router, all_to("blue"), require_healthy=False)
+    assert out["changed"] and alb.weights == {"blue": 100, "green": 0}
+    assert calls == [("alb", {"blue": 100, "green": 0})]
+
+
+def test_an_even_split_rolls_back_to_the_colour_the_service_still_names():
+    """A canary interrupted at 50 %: the ALB cannot say which colour is the baseline; the
+    Service, which follows only the majority, still names it."""
+    router, _alb, _svc, _calls = production({"blue": 50, "green": 50}, {"blue": 100, "green": 0})
+    state = router.read()
+    assert state.split and state.live_colour is None
+    assert state.rollback_colour == "blue"

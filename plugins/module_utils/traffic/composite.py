@@ -11,7 +11,9 @@ both, or the two disagree about which release is live.
 - Applying: the first router takes the new weights; each follower then takes them too, or, when
   it cannot split (a Service without an HTTPRoute), all of the traffic for the colour with the
   larger share. A follower that disagrees with the first router is brought back in line by the
-  next apply, even when the first router's weights are already right.
+  next apply, even when the first router's weights are already right. A follower that does not
+  exist yet (a Service before the first release creates it) has nothing to follow and is left
+  alone: returning the traffic after a failed first release must not fail on it.
 
 Plain Python: no Ansible imports.
 """
@@ -58,11 +60,16 @@ class Composite(TrafficBackend):
         self._states = [r.read() for r in self.routers]
         lead = self._states[0]
         members = [m for s in self._states for m in s.members]
-        return TrafficState(weights=dict(lead.weights), members=members, tie_breaker=lead.tie_breaker)
+        # at an even split the lead (an ALB) cannot say which colour is the baseline; a follower
+        # that is all-or-nothing (the Service selector) still can
+        tie = next((st.tie_breaker for st in self._states if st.tie_breaker is not None), None)
+        return TrafficState(weights=dict(lead.weights), members=members, tie_breaker=tie)
 
     @staticmethod
     def _follow(router: TrafficBackend, state: TrafficState, weights: dict[str, int]) -> dict[str, int]:
         """What a follower should be told for the lead's `weights` (all of them: the merged split)."""
+        if not getattr(router, "exists", True):
+            return {}
         if getattr(router, "can_split", True):
             return {c: w for c, w in weights.items() if state.weights.get(c) != w}
         live = TrafficState(weights=weights).live_colour

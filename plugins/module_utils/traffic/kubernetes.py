@@ -144,6 +144,8 @@ class ServiceRoute(TrafficBackend):
             raise TrafficError(str(exc)) from None
         self._selector_colour: str | None = None
         self._route: dict | None = None
+        # set by read(): False while the Service does not exist (nothing was released here yet)
+        self.exists = True
 
     # -- the API, as plain JSON (k8s_rest), its errors as TrafficError -----------------------
     def request(self, method: str, path: str, what: str, *, body=None, query=None, content_type=None) -> dict:
@@ -173,7 +175,9 @@ class ServiceRoute(TrafficBackend):
             # nothing was ever released here: no colour serves, none has members (the first
             # release creates the Service and the HTTPRoute with all of it on its own colour)
             self._selector_colour = None
+            self.exists = False
             return TrafficState(weights=dict.fromkeys(COLOURS, 0))
+        self.exists = True
         selector = (svc.get("spec") or {}).get("selector") or {}
         colour = selector.get(self.colour_label)
         self._selector_colour = colour if colour in COLOURS else None
