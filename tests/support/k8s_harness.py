@@ -54,8 +54,17 @@ class K8s:
         )
         return env
 
-    def playbook(self, playbook: str | Path, *args: str, namespace: str, check: bool = False, timeout: int = 300):
-        """Run a playbook against the kubernetes-test inventory in `namespace`; returns a Run."""
+    def playbook(
+        self,
+        playbook: str | Path,
+        *args: str,
+        namespace: str,
+        check: bool = False,
+        timeout: int = 300,
+        inventory: str | Path = INVENTORY,
+    ):
+        """Run a playbook against the kubernetes-test inventory (or `inventory`) in `namespace`;
+        returns a Run."""
         path = Path(playbook)
         if not path.is_absolute():
             path = (PLAYBOOKS / path) if (PLAYBOOKS / path).exists() else ROOT / path
@@ -63,11 +72,9 @@ class K8s:
             str(Path(sys.executable).parent / "ansible-playbook"),
             str(path),
             "-i",
-            str(INVENTORY),
+            str(inventory),
             "-e",
             f"k8s_namespace={namespace}",
-            "-e",
-            f"k8s_lock_dir={self.workdir / 'locks'}",
             *args,
         ]
         if check:

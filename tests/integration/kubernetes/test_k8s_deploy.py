@@ -9,6 +9,8 @@ import json
 import threading
 import time
 
+from tests.support.k8s_harness import ROOT
+
 # kwok's stage config (tests/harness/kubernetes/cluster.py) keeps pods with this annotation unready
 NEVER_READY_ANNOTATION = "kwok.free4allweb.test/readiness"
 
@@ -155,3 +157,26 @@ def test_an_unhealthy_canary_sends_traffic_back(k8s_cluster, namespace, app_metr
     assert "Traffic is on blue (1.0.0)" in result.output, result
     assert k8s.route_weights(namespace) == {"blue": 100, "green": 0}
     assert k8s.selector_colour(namespace) == "blue"
+
+
+def test_the_dev_inventory_releases_one_small_replica(k8s_cluster, namespace):
+    """inventories/dev on a cluster: the seed's sizes (1 replica at 0.5 CPU / 512 Mi, no HPA)."""
+    k8s = k8s_cluster
+    dev = ROOT / "inventories" / "dev"
+    run = k8s.playbook(
+        DEPLOY,
+        "-e",
+        "app_version=1.0.0",
+        "-e",
+        "k8s_app_database_url=postgresql://free4allweb:dev-only@db:5432/free4allweb",
+        namespace=namespace,
+        inventory=dev,
+    )
+    assert run.rc == 0, run
+    [dep] = k8s.apps.list_namespaced_deployment(namespace, label_selector="colour=blue").items
+    container = dep.spec.template.spec.containers[0]
+    assert dep.spec.replicas == 1
+    assert container.resources.requests == {"cpu": "500m", "memory": "512Mi"}
+    assert container.resources.limits == {"cpu": "500m", "memory": "512Mi"}
+    assert k8s.autoscaling.list_namespaced_horizontal_pod_autoscaler(namespace).items == []
+    assert only_colour(k8s, namespace, "blue", count=1)
