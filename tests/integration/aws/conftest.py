@@ -15,7 +15,8 @@ the order of their names and build on each other's state:
 provision -> cluster workload -> bad input -> ALB switching -> rerun and check mode -> DR region.
 
 Fixtures for tests that build on the emulated environments:
-- `staging`, `production`: a tests.support.emulated_aws.EmulatedEnvironment, provisioned
+- `staging` (here), `production` (tests/integration/conftest.py: test_rollout_everywhere.py uses it
+  too): a tests.support.emulated_aws.EmulatedEnvironment, provisioned
   (`.moto`, `.cluster`, `.lb_controller`, `.prefix`, `.inventory`, `.extra_vars`, `.provisioned`,
   `.play(playbook, extra_vars=None, check=False, skip_tags=(), verbose=0)`).
 - `emulated_env`: both of them, one after the other (parametrized; production last).
@@ -32,7 +33,6 @@ import pytest
 
 from tests.support.aws_moto import PRIMARY, ROOT, STAGING, Moto, PlaybookRun, run_playbook
 from tests.support.emulated_aws import EmulatedEnvironment, emulate
-from tests.support.k8s_harness import start_cluster
 
 
 @pytest.fixture(scope="session")
@@ -94,28 +94,6 @@ def provisioned(_staging_env) -> PlaybookRun:
 @pytest.fixture(scope="session")
 def staging(_staging_env, provisioned) -> EmulatedEnvironment:
     return _staging_env
-
-
-@pytest.fixture(scope="session")
-def production(tmp_path_factory) -> EmulatedEnvironment:
-    """The emulated production, provisioned: its own moto server and harness (another account,
-    another cluster), the production inventory."""
-    server = Moto(ROOT / ".cache" / "aws-tests" / "moto-production.log", region=PRIMARY).start()
-    cluster = env = None
-    try:
-        cluster = start_cluster(tmp_path_factory.mktemp("k8s-production"))
-        env = emulate("production", server, cluster, tmp_path_factory.mktemp("kube-production"))
-        try:
-            env.provision()
-        except AssertionError as exc:
-            pytest.fail(str(exc))
-        yield env
-    finally:
-        if env:
-            env.lb_controller.stop()
-        if cluster:
-            cluster.cluster.stop()
-        server.stop()
 
 
 @pytest.fixture(scope="session", params=["staging", "production"])
