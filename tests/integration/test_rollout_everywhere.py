@@ -1,0 +1,213 @@
+"""One request, every platform: the same `playbooks/deploy.yml` with the same canary request on
+the lab (hosts: HAProxy, systemd slots, the real Prometheus), on the Kubernetes harness (Service
+and HTTPRoute, stand-in metrics) and on the emulated production (ALB on moto plus the EKS Service
+on its own harness, stand-in metrics) gives the same sequence of router weights, the same judged
+steps, and a deployment record; a rerun changes nothing and --check moves nothing.
+
+The router is watched from outside while the deploy runs (HAProxy's runtime socket, the HTTPRoute,
+the ALB listener), and the record is read from each platform's own store (PostgreSQL on the lab's
+database host, ConfigMaps in the cluster)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from tests.support import lab
+from tests.support.loadgen import Load
+
+STEPS = [5, 25, 50, 100]
+# the same request everywhere: the canary steps, and holds the judge can decide at the test's load
+# (1 s scrapes, 2 s analysis steps, a 24 s hold per step)
+REQUEST = {
+    "deploy_strategy": "canary",
+    "canary_steps": STEPS,
+    "canary_interval": 24,
+    "canary_warmup": "2s",
+    "canary_analysis_step": "2s",
+    "canary_max_inconclusive": 3,
+    "canary_retry_interval": 6,
+}
+JUDGED = [(f"canary {w} %", "pass") for w in STEPS[:-1]]
+WORK_MS = 30  # the lab's releases: see tests/integration/hosts/test_canary.py
+
+
+class Watcher:
+    """Polls a router's weights until stopped; keeps each distinct share of `colour`."""
+
+    def __init__(self, read, interval: float = 0.3):
+        self.read, self.interval = read, interval
+        self.seen: list[dict] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.done.is_set():
+            try:
+                weights = self.read()
+                if not self.seen or self.seen[-1] != weights:
+                    self.seen.append(weights)
+            except Exception:  # only observes
+                pass
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+
+    def shares(self, colour: str) -> list[int]:
+        out = []
+        for weights in self.seen:
+            total = sum(weights.values()) or 1
+            share = round(100 * weights.get(colour, 0) / total)
+            if not out or out[-1] != share:
+                out.append(share)
+        return out
+
+
+class HostsLab:
+    name = "hosts"
+
+    def __init__(self):
+        lab.lab_up()
+        self.load = None
+        # a baseline doing the same work as the releases below (the judge compares like with like)
+        run = lab.playbook(
+            "deploy.yml", "-e", json.dumps({"app_version": "8.0.0", **self.extra(), "deploy_force": True})
+        )
+        assert run.ok, run
+
+    def extra(self) -> dict:
+        return {"app_faults": {"latency_ms": WORK_MS}}
+
+    def deploy(self, version: str, request: dict, check: bool = False):
+        load = Load(f"{lab.FRONTEND}/api/games?limit=5", connections=8, requests=10**6, max_seconds=600, rate=300)
+        load.start()
+        try:
+            return lab.playbook(
+                "deploy.yml", "-e", json.dumps({"app_version": version, **self.extra(), **request}), check=check
+            )
+        finally:
+            load.stop()
+
+    def weights(self) -> dict:
+        return dict(lab.router().weights)
+
+    def record(self) -> tuple[dict, list]:
+        [last] = lab.deployments(lab.last_deployment_id() - 1)
+        rows = lab.sql(f"SELECT step, result FROM deployment_steps WHERE deployment_id = {int(last['id'])} ORDER BY id")
+        commit = lab.sql(f"SELECT commit FROM deployments WHERE id = {int(last['id'])}")[0][0]
+        return {**last, "commit": commit, "strategy": "canary"}, [tuple(r) for r in rows]
+
+    @staticmethod
+    def ok(run) -> bool:
+        return run.ok
+
+    @staticmethod
+    def changed(run) -> int:
+        return run.changed
+
+
+class Cluster:
+    """The kubernetes platform (the harness) or the emulated production (moto + its harness)."""
+
+    def __init__(self, name: str, k8s, namespace: str, play, weights, prometheus: str):
+        self.name, self.k8s, self.namespace = name, k8s, namespace
+        self._play, self._weights, self.prometheus = play, weights, prometheus
+        first = self.deploy("8.0.0", {})
+        assert self.ok(first), first
+
+    def deploy(self, version: str, request: dict, check: bool = False):
+        return self._play({"app_version": version, "free4allweb_prometheus_url": self.prometheus, **request}, check)
+
+    def weights(self) -> dict:
+        return self._weights()
+
+    def record(self) -> tuple[dict, list]:
+        maps = self.k8s.core.list_namespaced_config_map(
+            self.namespace, label_selector="free4allweb.io/record=deployment"
+        ).items
+        latest = max(maps, key=lambda m: json.loads(m.data["deployment.json"])["id"])
+        record = json.loads(latest.data["deployment.json"])
+        steps = [(s["step"], s["result"]) for s in json.loads(latest.data.get("steps.json") or "[]")]
+        return record, steps
+
+    @staticmethod
+    def ok(run) -> bool:
+        return run.rc == 0
+
+    @staticmethod
+    def changed(run) -> int:
+        # a harness Run counts changed tasks; a moto PlaybookRun has the recap
+        return run.recap["changed"] if hasattr(run, "recap") else run.changed
+
+
+def hosts_platform(request):
+    return HostsLab()
+
+
+def kubernetes_platform(request):
+    k8s = request.getfixturevalue("k8s_cluster")
+    metrics = request.getfixturevalue("app_metrics")
+    ns = "t-rollout-everywhere"
+
+    def play(extra, check):
+        return k8s.playbook("playbooks/deploy.yml", "-e", json.dumps(extra), namespace=ns, check=check, timeout=900)
+
+    return Cluster("kubernetes", k8s, ns, play, lambda: k8s.route_weights(ns), metrics.url)
+
+
+def production_platform(request):
+    env = request.getfixturevalue("production")
+    metrics = request.getfixturevalue("app_metrics")
+    elb = env.moto.client("elbv2")
+    groups = {
+        g["TargetGroupName"].rsplit("-", 1)[1]: g["TargetGroupArn"]
+        for g in elb.describe_target_groups(Names=[f"{env.prefix}-blue", f"{env.prefix}-green"])["TargetGroups"]
+    }
+    lb = elb.describe_load_balancers(Names=[env.prefix])["LoadBalancers"][0]["LoadBalancerArn"]
+
+    def weights():
+        [https] = [x for x in elb.describe_listeners(LoadBalancerArn=lb)["Listeners"] if x["Port"] == 443]
+        by_arn = {g["TargetGroupArn"]: g["Weight"] for g in https["DefaultActions"][0]["ForwardConfig"]["TargetGroups"]}
+        return {colour: by_arn[arn] for colour, arn in groups.items()}
+
+    def play(extra, check):
+        return env.play("playbooks/deploy.yml", extra_vars=extra, check=check)
+
+    return Cluster("production", env.cluster, "free4allweb", play, weights, metrics.url)
+
+
+@pytest.mark.parametrize("make", [hosts_platform, kubernetes_platform, production_platform], ids=lambda f: f.__name__)
+def test_the_same_request_gives_the_same_rollout_on_every_platform(request, make):
+    platform = make(request)
+    before = platform.weights()
+    live = max(before, key=before.get)
+    idle = "green" if live == "blue" else "blue"
+
+    with Watcher(platform.weights) as watcher:
+        run = platform.deploy("8.1.0", REQUEST)
+    assert platform.ok(run), run
+    # the router went 0 -> 5 -> 25 -> 50 -> 100 % on the idle colour, and nowhere else
+    assert watcher.shares(idle) == [0, *STEPS], (platform.name, watcher.seen)
+    record, steps = platform.record()
+    assert steps == JUDGED, (platform.name, steps)
+    assert (record["kind"], record["version"], record["result"]) == ("deploy", "8.1.0", "succeeded"), record
+    assert record.get("commit"), f"{platform.name}: the record names no commit: {record}"
+    print(f"\n{platform.name}: weights {watcher.shares(idle)}, judged {steps}, record {record['id']}")
+
+    # a rerun of the live version changes nothing, --check of a new one moves nothing
+    again = platform.deploy("8.1.0", REQUEST)
+    assert platform.ok(again) and platform.changed(again) == 0, again
+    assert "already live" in again.output
+    weights = platform.weights()
+    dry = platform.deploy("8.2.0", REQUEST, check=True)
+    assert platform.ok(dry), dry
+    assert platform.weights() == weights
