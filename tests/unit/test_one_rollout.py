@@ -74,3 +74,17 @@ def test_dev_has_the_seed_sizes():
         "512Mi",
     )
     assert v["k8s_app_hpa_enabled"] is False
+
+
+def test_the_alert_rules_watch_the_backend_the_lab_routes_through():
+    """The HAProxy contract, written out: the router drives the pool the loadbalancer role
+    configures (one variable), and the alert rules (one file for every platform) watch that
+    same backend. Renaming the backend in the inventory must fail here, not in production."""
+    v = group_vars("local")
+    assert v["free4allweb_traffic"]["options"]["pool"] == "{{ loadbalancer_backend_name }}"
+    rules = (ROOT / "roles" / "monitoring" / "files" / "free4allweb.rules.yml").read_text()
+    haproxy_cfg = (ROOT / "roles" / "loadbalancer" / "templates" / "haproxy.cfg.j2").read_text()
+    frontends = set(re.findall(r"^frontend (\S+)", haproxy_cfg, re.MULTILINE)) - {"stats"}
+    proxies = set(re.findall(r'proxy="([^"]+)"', rules))
+    # the backend's rules name the inventory's backend; the availability rules the frontend
+    assert proxies == {v["loadbalancer_backend_name"], *frontends}, (proxies, frontends)
