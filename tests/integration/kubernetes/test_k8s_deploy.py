@@ -51,6 +51,12 @@ def test_blue_green_deploy_switch_and_rollback(k8s_cluster, namespace):
     assert blue.status.ready_replicas == 3
     assert blue.spec.template.metadata.labels["app.kubernetes.io/version"] == "1.0.0"
 
+    # a dry run of the rollback says what it would do and moves nothing
+    dry = k8s.playbook(ROLLBACK, namespace=namespace, check=True)
+    assert dry.rc == 0, dry
+    assert k8s.selector_colour(namespace) == "green"
+    assert k8s.route_weights(namespace) == {"blue": 0, "green": 100}
+
     back = k8s.playbook(ROLLBACK, namespace=namespace)
     assert back.rc == 0, back
     assert k8s.selector_colour(namespace) == "blue"
