@@ -56,15 +56,20 @@ options:
     description:
       - Send all traffic to this colour and none to the other (the same as O(weights) with 100
         and 0). Mutually exclusive with O(weights).
+      - C(idle) and C(rollback) name the colour from the state this same call reads (see
+        RV(idle_colour) and RV(rollback_colour)), so the router is read, the target chosen and
+        the switch made in one call; C(rollback) fails when the router has never served.
     type: str
-    choices: [blue, green]
+    choices: [blue, green, idle, rollback]
   require_healthy:
     description: Refuse to give traffic to a colour that has none now unless enough of its members
       are healthy on the router.
     type: bool
     default: true
   min_healthy_ratio:
-    description: Share of a colour's members that must be healthy for it to gain traffic.
+    description:
+      - Share of a colour's members that must be healthy for it to gain traffic. At least one
+        member must always be healthy, so C(0) means "any one".
     type: float
     default: 1.0
   wait_healthy_timeout:
@@ -158,6 +163,18 @@ after:
   description: Router state after the task (predicted in check mode), same shape as RV(before).
   returned: always
   type: dict
+to_colour:
+  description: The colour O(send_all_to) resolved to.
+  returned: when O(send_all_to) is given
+  type: str
+  sample: blue
+decided_at:
+  description:
+    - When the module decided to switch (Unix seconds, the host's clock) - the router was read
+      and the gaining colour found healthy on it; the change is applied right after.
+  returned: when changed
+  type: float
+  sample: 1795900000.101
 apply_seconds:
   description: Time the router took to accept the change.
   returned: when changed and not in check mode
@@ -173,8 +190,8 @@ applied_at:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.free4allweb.devops.plugins.module_utils.traffic import BACKENDS, build_backend
-from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.base import COLOURS, TrafficError, all_to
-from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.shift import shift_traffic
+from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.base import TrafficError
+from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.shift import TARGETS, shift_traffic
 
 
 def main():
@@ -183,7 +200,7 @@ def main():
             "backend": {"type": "str", "default": "haproxy", "choices": sorted(BACKENDS)},
             "options": {"type": "dict", "default": {}},
             "weights": {"type": "dict"},
-            "send_all_to": {"type": "str", "choices": list(COLOURS)},
+            "send_all_to": {"type": "str", "choices": list(TARGETS)},
             "require_healthy": {"type": "bool", "default": True},
             "min_healthy_ratio": {"type": "float", "default": 1.0},
             "wait_healthy_timeout": {"type": "float", "default": 0.0},
@@ -192,7 +209,6 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    weights = all_to(p["send_all_to"]) if p["send_all_to"] else p["weights"]
     try:
         backend = build_backend(p["backend"], p["options"])
     except TrafficError as exc:
@@ -200,7 +216,8 @@ def main():
     try:
         result = shift_traffic(
             backend,
-            weights,
+            p["weights"],
+            send_all_to=p["send_all_to"],
             require_healthy=p["require_healthy"],
             min_healthy_ratio=p["min_healthy_ratio"],
             wait_healthy_timeout=p["wait_healthy_timeout"],

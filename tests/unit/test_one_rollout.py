@@ -88,3 +88,30 @@ def test_the_alert_rules_watch_the_backend_the_lab_routes_through():
     proxies = set(re.findall(r'proxy="([^"]+)"', rules))
     # the backend's rules name the inventory's backend; the availability rules the frontend
     assert proxies == {v["loadbalancer_backend_name"], *frontends}, (proxies, frontends)
+
+
+def _module_tasks(tasks: list) -> list[tuple[str, str]]:
+    """(module, name) of every task in order, blocks flattened (rescue/always left out)."""
+    out = []
+    for t in tasks:
+        if "block" in t:
+            out += _module_tasks(t["block"])
+            continue
+        module = next(k for k in t if k.startswith(("ansible.", "free4allweb.")))  # the action
+        if module != "ansible.builtin.set_fact":  # runs in the controller, no module process
+            out.append((module, t.get("name", "")))
+    return out
+
+
+def test_a_rollback_switches_right_after_the_lock():
+    """rollback.yml's path to the switch: check the request (controller-side, no module process),
+    take the lock, then one traffic call that reads, decides and switches. Anything else (the
+    version, the check through the router, the record) comes after the traffic moved."""
+    plays = yaml.safe_load((ROOT / "playbooks" / "rollback.yml").read_text())
+    start = yaml.safe_load((ROOT / "playbooks" / "tasks" / "start_run.yml").read_text())
+    assert [m for m, _ in _module_tasks(start)] == ["free4allweb.devops.check_request"]  # an action plugin
+    assert (ROOT / "plugins" / "action" / "check_request.py").is_file()
+    tasks = _module_tasks(plays[1]["tasks"])
+    assert [m for m, _ in tasks[:2]] == ["free4allweb.devops.deploy_lock", "free4allweb.devops.traffic"]
+    switch = plays[1]["tasks"][1]["block"][0]["free4allweb.devops.traffic"]
+    assert "rollback" in switch["send_all_to"]

@@ -182,3 +182,56 @@ def test_check_mode_predicts_without_applying():
     out = shift_traffic(router, {"blue": 0, "green": 100}, check_mode=True)
     assert out["changed"] and out["after"]["weights"] == {"blue": 0, "green": 100}
     assert router.applied == []
+
+
+@pytest.mark.parametrize(
+    ("weights", "target", "expected"),
+    [
+        ({"blue": 100, "green": 0}, "rollback", "green"),  # after a deploy: back to the old colour
+        ({"blue": 95, "green": 5}, "rollback", "blue"),  # an interrupted canary: back to the baseline
+        ({"blue": 100, "green": 0}, "idle", "green"),
+        ({"blue": 100, "green": 0}, "green", "green"),
+    ],
+)
+def test_send_all_to_is_resolved_against_the_state_read_in_the_same_call(weights, target, expected):
+    router = FakeRouter(weights)
+    out = shift_traffic(router, None, send_all_to=target)
+    assert out["to_colour"] == expected
+    assert router.weights == {expected: 100, ("blue" if expected == "green" else "green"): 0}
+    assert router.reads == 2  # one read to decide, one to confirm: no round trip in between
+    assert out["before"]["rollback_colour"] == (expected if target == "rollback" else out["before"]["rollback_colour"])
+
+
+def test_rollback_on_a_router_that_never_served_names_the_weights():
+    router = FakeRouter({"blue": 0, "green": 0})
+    with pytest.raises(TrafficError, match=r"never served \(\{'blue': 0, 'green': 0\}\): there is nothing"):
+        shift_traffic(router, None, send_all_to="rollback")
+    assert router.applied == []
+
+
+def test_rollback_refuses_a_colour_with_no_healthy_member_and_any_one_is_enough_with_ratio_0():
+    router = FakeRouter({"blue": 0, "green": 100})
+    router.member_names = {"blue": ["a_blue"], "green": ["a_green"]}
+    sick = FakeRouter({"blue": 100, "green": 0}, healthy_after=99, members={"blue": ["a_blue"], "green": ["a_green"]})
+    with pytest.raises(TrafficError, match="green is not healthy on the router: 0/1"):
+        shift_traffic(sick, None, send_all_to="rollback", min_healthy_ratio=0)
+    out = shift_traffic(router, None, send_all_to="rollback", min_healthy_ratio=0)
+    assert out["to_colour"] == "blue" and out["changed"]
+
+
+def test_the_decision_is_timed_just_before_the_change():
+    router = FakeRouter({"blue": 100, "green": 0})
+    out = shift_traffic(router, None, send_all_to="green")
+    assert out["decided_at"] <= out["applied_at"]
+    assert out["applied_at"] - out["decided_at"] < 1
+
+
+def test_weights_and_send_all_to_together_are_refused():
+    with pytest.raises(TrafficError, match="either weights or send_all_to"):
+        shift_traffic(FakeRouter({"blue": 100, "green": 0}), {"blue": 0}, send_all_to="green")
+
+
+def test_check_mode_resolves_the_target_without_applying():
+    router = FakeRouter({"blue": 0, "green": 100})
+    out = shift_traffic(router, None, send_all_to="rollback", check_mode=True)
+    assert out["to_colour"] == "blue" and out["changed"] and router.applied == []

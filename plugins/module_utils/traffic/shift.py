@@ -9,11 +9,31 @@ import time
 from collections.abc import Callable
 
 from ansible_collections.free4allweb.devops.plugins.module_utils.traffic.base import (
+    COLOURS,
     TrafficBackend,
     TrafficError,
     TrafficState,
+    all_to,
     check_weights,
 )
+
+#: what `send_all_to` takes besides a colour: the router's own answer, read in the same call
+TARGETS = (*COLOURS, "idle", "rollback")
+
+
+def resolve_target(state: TrafficState, target: str) -> str:
+    """The colour `target` names on the router as it is now: a colour itself, or `idle` (where a
+    release goes) or `rollback` (where a rollback goes: the baseline during a split, else the
+    colour that is not live)."""
+    if target in COLOURS:
+        return target
+    if target == "idle":
+        return state.idle_colour
+    if target == "rollback":
+        if state.rollback_colour is None:
+            raise TrafficError(f"the router has never served ({state.weights}): there is nothing to roll back to")
+        return state.rollback_colour
+    raise TrafficError(f"send_all_to must be one of {list(TARGETS)}, got {target!r}")
 
 
 def readiness_problem(state: TrafficState, colour: str, min_healthy_ratio: float) -> str | None:
@@ -36,16 +56,23 @@ def shift_traffic(
     min_healthy_ratio: float = 1.0,
     wait_healthy_timeout: float = 0.0,
     check_mode: bool = False,
+    send_all_to: str | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     poll: float = 0.25,
 ) -> dict:
-    """Read the router and, when `weights` are given, move it there.
+    """Read the router and, when `weights` (or `send_all_to`) are given, move it there.
 
-    A colour that gets traffic (weight above 0) and had none before must pass the health
-    requirement first; with `wait_healthy_timeout` the router is polled until it does.
+    `send_all_to` is a colour, or `idle` / `rollback` resolved against the state read here, so
+    reading, deciding and switching happen in one call with no round trip to the playbook in
+    between (a rollback's only pre-switch work besides the lock).
+    A colour whose weight rises must pass the health requirement first; with
+    `wait_healthy_timeout` the router is polled until it does. The moment it passes is the
+    decision (`decided_at`): the change is applied right after it.
     Returns a dict with changed, before, after, live_colour and the time the change took.
     """
+    if weights is not None and send_all_to is not None:
+        raise TrafficError("give either weights or send_all_to, not both")
     before = backend.read()
     result = {
         "changed": False,
@@ -55,6 +82,9 @@ def shift_traffic(
         "idle_colour": before.idle_colour,
         "rollback_colour": before.rollback_colour,
     }
+    if send_all_to is not None:
+        result["to_colour"] = resolve_target(before, send_all_to)
+        weights = all_to(result["to_colour"])
     if weights is None:
         return result
     wanted = check_weights(weights)
@@ -76,6 +106,7 @@ def shift_traffic(
             state = backend.read()
 
     result["changed"] = True
+    result["decided_at"] = time.time()
     if check_mode:
         after = dict(before.weights)
         after.update(plan)
