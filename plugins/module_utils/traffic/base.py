@@ -154,6 +154,14 @@ class TrafficBackend(ABC):
         """Set the given colours' weights (others unchanged). Must be as close to atomic as the
         router allows, and must not drop in-flight requests."""
 
+    #: False when the router's object does not exist yet (a Service before the first release):
+    #: there is nothing to move, so a composite router leaves it alone. Set by read().
+    exists: bool = True
+
+    #: True when the router can hold a weighted split; an all-or-nothing router (a Service
+    #: selector without an HTTPRoute) is told only the larger share.
+    can_split: bool = True
+
     def plan(self, current: TrafficState, wanted: dict[str, int]) -> dict[str, int]:
         """The subset of `wanted` that differs from `current` (empty: nothing to do)."""
         return {c: w for c, w in wanted.items() if current.weights.get(c) != w}

@@ -68,9 +68,9 @@ class Composite(TrafficBackend):
     @staticmethod
     def _follow(router: TrafficBackend, state: TrafficState, weights: dict[str, int]) -> dict[str, int]:
         """What a follower should be told for the lead's `weights` (all of them: the merged split)."""
-        if not getattr(router, "exists", True):
+        if not router.exists:
             return {}
-        if getattr(router, "can_split", True):
+        if router.can_split:
             return {c: w for c, w in weights.items() if state.weights.get(c) != w}
         live = TrafficState(weights=weights).live_colour
         if live is None:
