@@ -134,13 +134,8 @@ class Cluster:
         return self._weights()
 
     def record(self) -> tuple[dict, list]:
-        maps = self.k8s.core.list_namespaced_config_map(
-            self.namespace, label_selector="free4allweb.io/record=deployment"
-        ).items
-        latest = max(maps, key=lambda m: json.loads(m.data["deployment.json"])["id"])
-        record = json.loads(latest.data["deployment.json"])
-        steps = [(s["step"], s["result"]) for s in json.loads(latest.data.get("steps.json") or "[]")]
-        return record, steps
+        record, steps = self.k8s.records(self.namespace)[-1]
+        return record, [(s["step"], s["result"]) for s in steps]
 
     @staticmethod
     def ok(run) -> bool:

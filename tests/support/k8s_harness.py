@@ -7,6 +7,7 @@ the kubernetes tests and the aws tests (where it plays the EKS cluster) share it
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -107,6 +108,13 @@ class K8s:
         )
         refs = obj["spec"]["rules"][0]["backendRefs"]
         return {r["name"].rsplit("-", 1)[-1]: r["weight"] for r in refs}
+
+    def records(self, namespace: str) -> list[tuple[dict, list]]:
+        """The namespace's deployment records (the ConfigMap store of deploy_record) and their
+        steps, oldest first."""
+        maps = self.core.list_namespaced_config_map(namespace, label_selector="free4allweb.io/record=deployment").items
+        out = [(json.loads(m.data["deployment.json"]), json.loads(m.data.get("steps.json") or "[]")) for m in maps]
+        return sorted(out, key=lambda r: r[0]["id"])
 
     def wait_for(self, what: str, fn, timeout: float = 20.0):
         deadline = time.monotonic() + timeout

@@ -63,9 +63,7 @@ def image_of(env, colour: str) -> str:
 
 
 def records(env) -> list[tuple[dict, list]]:
-    maps = env.cluster.core.list_namespaced_config_map(NS, label_selector="free4allweb.io/record=deployment").items
-    out = [(json.loads(m.data["deployment.json"]), json.loads(m.data.get("steps.json") or "[]")) for m in maps]
-    return sorted(out, key=lambda r: r[0]["id"])
+    return env.cluster.records(NS)
 
 
 @pytest.fixture(scope="module")

@@ -28,19 +28,13 @@ def only_colour(k8s, namespace: str, colour: str, count: int = 3) -> bool:
     )
 
 
-def records(k8s, namespace: str) -> list[dict]:
-    """The namespace's deployment records (ConfigMaps), oldest first."""
-    maps = k8s.core.list_namespaced_config_map(namespace, label_selector="free4allweb.io/record=deployment").items
-    return sorted((json.loads(m.data["deployment.json"]) for m in maps), key=lambda d: d["id"])
-
-
 def test_blue_green_deploy_switch_and_rollback(k8s_cluster, namespace):
     k8s = k8s_cluster
     # nothing was ever released here: a rollback has nowhere to go, says so, and records the attempt
     nowhere = k8s.playbook(ROLLBACK, namespace=namespace)
     assert nowhere.rc != 0
     assert "nothing to roll back to" in nowhere.output, nowhere
-    [attempt] = records(k8s, namespace)
+    [(attempt, _)] = k8s.records(namespace)
     assert (attempt["kind"], attempt["result"]) == ("rollback", "failed")
     assert "nothing to roll back to" in attempt["message"]
 
@@ -77,7 +71,7 @@ def test_blue_green_deploy_switch_and_rollback(k8s_cluster, namespace):
     assert k8s.route_weights(namespace) == {"blue": 100, "green": 0}
     k8s.wait_for("blue endpoints after the rollback", lambda: only_colour(k8s, namespace, "blue"), timeout=5)
     # recorded after the switch: which release came back, and when the module decided and applied
-    rec = records(k8s, namespace)[-1]
+    rec, _ = k8s.records(namespace)[-1]
     assert (rec["kind"], rec["result"], rec["version"], rec["to_colour"]) == ("rollback", "succeeded", "1.0.0", "blue")
     details = rec["details"]
     assert float(details["requested_at"]) <= float(details["switch_decided_at"]) <= float(details["switch_applied_at"])
