@@ -15,6 +15,7 @@ import threading
 import time
 
 import pytest
+import requests
 
 from tests.support import lab
 from tests.support.loadgen import Load
@@ -98,7 +99,13 @@ class HostsLab:
                 "deploy.yml", "-e", json.dumps({"app_version": version, **self.extra(), **request}), check=check
             )
         finally:
-            load.stop()
+            self.load = load.stop()
+
+    def check_live(self, colour: str, version: str):
+        """A promoted canary under load: no request failed, the live slots run `version`."""
+        assert not self.load.failed, self.load.summary()
+        assert lab.router().live_colour == colour
+        assert requests.get(f"{lab.FRONTEND}/health", timeout=5).json()["version"] == version
 
     def weights(self) -> dict:
         return dict(lab.router().weights)
@@ -132,6 +139,16 @@ class Cluster:
 
     def weights(self) -> dict:
         return self._weights()
+
+    def check_live(self, colour: str, version: str):
+        """The Service selects the promoted colour; on the plain cluster its Endpoints list only
+        that colour's Ready pods (on the emulated production the ALB's target groups, checked by
+        tests/integration/aws/test_aws_30_deploy.py)."""
+        assert self.k8s.selector_colour(self.namespace) == colour
+        if self.name == "kubernetes":
+            pods = self.k8s.endpoint_pods(self.namespace)
+            assert pods["ready"] and not pods["not_ready"], pods
+            assert self.k8s.pod_colours(self.namespace, pods["ready"]) == {colour}, pods
 
     def record(self) -> tuple[dict, list]:
         record, steps = self.k8s.records(self.namespace)[-1]
@@ -195,6 +212,8 @@ def test_the_same_request_gives_the_same_rollout_on_every_platform(request, make
     assert platform.ok(run), run
     # the router went 0 -> 5 -> 25 -> 50 -> 100 % on the idle colour, and nowhere else
     assert watcher.shares(idle) == [0, *STEPS], (platform.name, watcher.seen)
+    assert "Judge the canary against the live colour" in run.output
+    platform.check_live(idle, "8.1.0")
     record, steps = platform.record()
     assert steps == JUDGED, (platform.name, steps)
     assert (record["kind"], record["version"], record["result"]) == ("deploy", "8.1.0", "succeeded"), record

@@ -1,5 +1,6 @@
 """Canary releases on the lab, judged by canary_evaluate against the real Prometheus scraping the
-real app slots, under bounded load. Runs after test_blue_green.py.
+real app slots, under bounded load. Runs after test_blue_green.py. A good release promoted
+through every step under load is tests/integration/test_rollout_everywhere.py (hosts_platform).
 
 Every release here takes 30 ms per API request (injected latency standing in for real work), so
 latencies are large enough for "+50 % p95" to mean more than the judge's 5 ms noise floor: the
@@ -20,7 +21,7 @@ from tests.support.loadgen import Load
 
 LOAD_URL = f"{lab.FRONTEND}/api/games?limit=5"
 RATE = 400
-BASE, GOOD, ERRORS, SLOW, TAIL, BLIND = "5.9.0", "6.0.0", "7.0.0", "7.1.0", "7.2.0", "7.3.0"
+BASE, ERRORS, SLOW, TAIL, BLIND = "5.9.0", "7.0.0", "7.1.0", "7.2.0", "7.3.0"
 WORK_MS = 30
 
 
@@ -86,37 +87,22 @@ def test_a_baseline_with_realistic_latency_goes_live(provisioned_lab):
     assert live_version() == BASE
 
 
-def test_good_release_is_promoted_with_pass_at_every_step(provisioned_lab):
-    baseline = live_version()
-    run, result, steps = canary(GOOD)
-    assert run.ok, run
-    assert live_version() == GOOD
-    assert [(s["step"], s["result"]) for s in steps] == [
-        ("canary 5 %", "pass"),
-        ("canary 25 %", "pass"),
-        ("canary 50 %", "pass"),
-    ], steps
-    assert not result.failed, result.summary()
-    assert lab.router().weights[lab.router().live_colour] == 100
-    print(f"\ncanary {baseline} -> {GOOD}: {result.summary()}")
-
-
 def test_release_with_more_errors_is_rolled_back_at_the_first_step(provisioned_lab):
-    step = assert_rolled_back(*canary(ERRORS, {"error_ratio": 0.05}), ERRORS, GOOD)
+    step = assert_rolled_back(*canary(ERRORS, {"error_ratio": 0.05}), ERRORS, BASE)
     assert step["result"] == "fail"
     assert metric(step, "error_ratio")["classification"] == "fail"
 
 
 def test_release_with_slower_p95_is_rolled_back(provisioned_lab):
     # +45 ms moves requests into the (75 ms, 100 ms] bucket: p95 at least +50 % whatever the noise
-    step = assert_rolled_back(*canary(SLOW, {"latency_ms": WORK_MS + 45}), SLOW, GOOD)
+    step = assert_rolled_back(*canary(SLOW, {"latency_ms": WORK_MS + 45}), SLOW, BASE)
     p95 = metric(step, "latency_p95")
     assert step["result"] == "fail" and p95["classification"] == "fail"
     assert p95["effect_relative"] >= 0.5, f"the bad release was not +50 % at p95: {p95}"
 
 
 def test_release_with_only_a_heavier_tail_is_rolled_back(provisioned_lab):
-    step = assert_rolled_back(*canary(TAIL, {"tail_ratio": 0.03, "tail_latency_ms": 300}), TAIL, GOOD)
+    step = assert_rolled_back(*canary(TAIL, {"tail_ratio": 0.03, "tail_latency_ms": 300}), TAIL, BASE)
     assert step["result"] == "fail"
     assert metric(step, "latency_tail")["classification"] == "fail"
     assert metric(step, "latency_p50")["classification"] != "fail", "the median moved: not a tail-only fault"
@@ -138,6 +124,6 @@ def test_release_is_rolled_back_when_prometheus_goes_away(provisioned_lab):
         lab.in_container("monitor", "systemctl start prometheus")
     assert not run.ok
     assert "canary judged error" in run.output or "no verdict" in run.output, run
-    assert live_version() == GOOD
+    assert live_version() == BASE
     assert steps and steps[-1]["result"] == "error"
     assert not [s for s in result.failed if s.version != BLIND]

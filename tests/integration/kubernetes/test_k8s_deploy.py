@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 from tests.support.k8s_harness import ROOT
 
@@ -114,42 +113,6 @@ def canary(k8s, namespace, metrics, version, steps, **extra):
         **extra,
     }
     return k8s.playbook(DEPLOY, "-e", json.dumps(request), namespace=namespace, timeout=600)
-
-
-def test_canary_steps_the_route_weights(k8s_cluster, namespace, app_metrics):
-    k8s = k8s_cluster
-    v1 = k8s.playbook(DEPLOY, "-e", "app_version=1.0.0", namespace=namespace)
-    assert v1.rc == 0, v1
-
-    seen: list[tuple[int, int]] = []
-    done = threading.Event()
-
-    def watch():
-        while not done.is_set():
-            try:
-                w = k8s.route_weights(namespace)
-                step = (w["blue"], w["green"])
-                if not seen or seen[-1] != step:
-                    seen.append(step)
-            except Exception:  # the watcher only observes
-                pass
-            time.sleep(0.1)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        result = canary(k8s, namespace, app_metrics, "2.0.0", [25, 100])
-    finally:
-        done.set()
-        watcher.join()
-    assert result.rc == 0, result
-    # the route went 100/0 -> 75/25 -> 0/100, held at 75/25 through the health gate and the judge
-    assert seen == [(100, 0), (75, 25), (0, 100)], seen
-    assert "Check every pod of the colour is Ready and none restarted - green" in result.output
-    assert "Judge the canary against the live colour" in result.output
-    # the Service selector follows the majority: green once it has all of the traffic
-    assert k8s.selector_colour(namespace) == "green"
-    assert only_colour(k8s, namespace, "green"), k8s.endpoint_pods(namespace)
 
 
 def test_an_unhealthy_canary_sends_traffic_back(k8s_cluster, namespace, app_metrics):
