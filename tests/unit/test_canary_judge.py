@@ -200,6 +200,29 @@ def test_empty_numerator_counts_as_zero_events_but_empty_denominator_is_no_data(
     assert m.data == "nodata" and res.verdict == "inconclusive"
 
 
+def test_a_nan_error_count_is_missing_data_never_zero_errors():
+    # Prometheus answers NaN for a counter it cannot rate (e.g. 0/0 inside the query): that is not
+    # zero errors, so the error ratio cannot pass on it, and the verdict is not a pass
+    for data in (
+        CountData(math.nan, 1000, 5, 1000),
+        CountData(5, 1000, math.nan, 1000),
+        CountData(5, 1000, math.inf, 1000),
+    ):
+        res, m = one(error_spec(), data)
+        assert m.data == "nodata" and m.classification == "inconclusive", m
+        assert "not a number" in m.reason
+        assert res.verdict != "pass"
+
+
+def test_a_nan_histogram_bucket_is_missing_data_not_an_empty_bucket():
+    rng = np.random.default_rng(11)
+    base, canary = lognormal_hist(rng, 3000), lognormal_hist(rng, 3000, tail=0.05)
+    canary[-2] = math.nan  # the bucket holding the heavier tail
+    res, m = one(tail_spec(), HistogramData(BOUNDS, base, canary))
+    assert m.data == "nodata" and "not a number" in m.reason
+    assert res.verdict != "pass"
+
+
 def test_success_ratio_direction_decrease():
     _, m = one(
         MetricSpec(name="ok", kind="ratio", direction="decrease", tolerance_abs=0.01), CountData(990, 1000, 950, 1000)

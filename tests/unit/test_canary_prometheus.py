@@ -324,6 +324,29 @@ def test_analysis_fails_on_bad_errors_and_reports_it(stub):
     assert "significant worsening beyond 0.5 x tolerance" in html
 
 
+def test_a_nan_error_count_from_prometheus_is_not_a_pass(stub):
+    # the canary's 5xx count comes back as NaN: the analysis must not read it as 0 errors
+    canned = canned_prometheus(canary_errors=0.01)
+
+    def handler(path, form):
+        status, body, ctype = canned(path, form)
+        q = form["query"]
+        if path.endswith("/query") and 'colour="green"' in q and 'status=~"5.."' in q:
+            data = json.loads(body)
+            for r in data["data"]["result"]:
+                r["value"][1] = "NaN"
+            body = json.dumps(data)
+        return status, body, ctype
+
+    stub.handler = handler
+    specs = [MetricSpec.from_dict(d) for d in free4allweb_metrics()]
+    window = resolve_window(lookback="5m", step="10s", end=10000.0)
+    out = analyse(PrometheusClient(stub.url), specs, {"colour": "blue"}, {"colour": "green"}, window).as_dict()
+    errors = next(m for m in out["metrics"] if m["name"] == "error_ratio")
+    assert errors["data"] == "nodata" and "not a number" in errors["reason"]
+    assert out["verdict"] != "pass", out["reason"]
+
+
 def test_prometheus_failing_mid_analysis_raises_instead_of_judging(stub):
     # the first metrics answer, then the latency histogram query gets a 503
     stub.handler = canned_prometheus(canary_errors=0.01, fail_on="histogram_quantile(0.5")

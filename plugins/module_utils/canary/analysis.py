@@ -155,10 +155,15 @@ def _sum_by_time(series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _total(series) -> float | None:
+    """The sum of an instant query's series: None when it returned no series at all, NaN when a
+    series it returned holds no number (a NaN or infinite count is missing data: dropping it would
+    count fewer errors than there were, and never a pass)."""
     if not series:
         return None
-    vals = [v for s in series for v in s.values if math.isfinite(v)]
-    return float(sum(vals)) if vals else None
+    vals = [v for s in series for v in s.values]
+    if not vals or not all(math.isfinite(v) for v in vals):
+        return math.nan
+    return float(sum(vals))
 
 
 def _buckets(series, where: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -170,7 +175,8 @@ def _buckets(series, where: str) -> tuple[np.ndarray, np.ndarray] | None:
         if "le" not in s.labels:
             raise AnalysisError(f"{where}: a histogram query must return series by le (use sum by (le) (...))")
         le = float(s.labels["le"])
-        acc[le] = acc.get(le, 0.0) + sum(v for v in s.values if math.isfinite(v))
+        # a NaN bucket count stays NaN: the classifier reports missing data, never a smaller tail
+        acc[le] = acc.get(le, 0.0) + sum(s.values)
     bounds = np.array(sorted(acc))
     return bounds, np.array([acc[b] for b in bounds])
 

@@ -300,7 +300,17 @@ def classify_ratio(
         empty = [c for c, n in (("baseline", n_b), ("canary", n_c)) if not n]
         r.reason = f"no events counted for the {' and '.join(empty)}"
         return r
-    # an empty numerator (no 5xx series exists yet) is zero events, not missing data
+    # an empty numerator (no 5xx series exists yet) is zero events, not missing data; a numerator
+    # that exists but is not a number (NaN, infinite) is missing data, never zero errors
+    unknown = [
+        c
+        for c, k in (("baseline", data.baseline_events), ("canary", data.canary_events))
+        if k is not None and not math.isfinite(k)
+    ]
+    if unknown:
+        r.data, r.classification = NODATA, NODATA
+        r.reason = f"the event count of the {' and '.join(unknown)} is not a number (NaN or infinite): missing data"
+        return r
     k_b = min(n_b, _counts(data.baseline_events or 0.0))
     k_c = min(n_c, _counts(data.canary_events or 0.0))
     r.n_baseline, r.n_canary = n_b, n_c
@@ -350,12 +360,18 @@ def classify_histogram(
 ) -> MetricResult:
     r = _base(spec)
     bounds = np.asarray(data.bounds, dtype=float)
-    cb = (
-        None
-        if data.baseline_counts is None
-        else np.clip(np.nan_to_num(np.asarray(data.baseline_counts, float)), 0, None)
-    )
-    cc = None if data.canary_counts is None else np.clip(np.nan_to_num(np.asarray(data.canary_counts, float)), 0, None)
+    unknown = [
+        c
+        for c, counts in (("baseline", data.baseline_counts), ("canary", data.canary_counts))
+        if counts is not None and not np.all(np.isfinite(np.asarray(counts, float)))
+    ]
+    if unknown:
+        # a NaN bucket is not an empty bucket: counting it as 0 could hide the tail
+        r.data, r.classification = NODATA, NODATA
+        r.reason = f"a histogram bucket of the {' and '.join(unknown)} is not a number (NaN or infinite): missing data"
+        return r
+    cb = None if data.baseline_counts is None else np.clip(np.asarray(data.baseline_counts, float), 0, None)
+    cc = None if data.canary_counts is None else np.clip(np.asarray(data.canary_counts, float), 0, None)
     n_b = 0 if cb is None else _counts(cb.sum())
     n_c = 0 if cc is None else _counts(cc.sum())
     r.n_baseline, r.n_canary = n_b, n_c
