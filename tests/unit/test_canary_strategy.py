@@ -1,0 +1,239 @@
+"""The shipped canary strategy (module_utils/canary/strategy.py) and its Prometheus source
+(live.py) on a virtual clock: a step stops at its first boundary, gives up at its cap, fails at
+once on a restart; the plan raises the first step when traffic is thin and refuses without any;
+the source turns Prometheus' answers into the judge's arrays and reads the scrape interval."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from ansible_collections.free4allweb.devops.plugins.module_utils.canary import live
+from ansible_collections.free4allweb.devops.plugins.module_utils.canary import sequential as sq
+from ansible_collections.free4allweb.devops.plugins.module_utils.canary import strategy as st
+from ansible_collections.free4allweb.devops.plugins.module_utils.prometheus import PrometheusClient, PrometheusError
+
+BOUNDS = np.array([0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 10, np.inf])
+
+
+def bucket_probs(factor=1.0, rng=None):
+    """Shares of a lognormal latency (median 50 ms x factor, sigma 0.5) per bucket."""
+    from scipy.stats import lognorm
+
+    cdf = lognorm(s=0.5, scale=0.05 * factor).cdf(BOUNDS)
+    return np.diff(np.concatenate([[0.0], cdf]))
+
+
+class Clock:
+    def __init__(self, t=1000.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+    def sleep(self, s):
+        self.t += s
+
+
+class SimSource:
+    """Both colours' counts grow at constant rates (Poisson per scrape), one route; `draws`
+    independent runs on a leading axis (0: scalar)."""
+
+    def __init__(self, clock, rate, share, *, err=(0.01, 0.01), factor=(1.0, 1.0), draws=0, restart_at=None, seed=0):
+        self.clock, self.rate, self.share = clock, rate, share
+        self.err, self.factor, self.draws, self.restart_at = err, factor, draws, restart_at
+        self.rng = np.random.default_rng(seed)
+        self.t0 = clock()
+        self.acc = None
+        self.last = self.t0
+
+    def _grow(self, until):
+        shape = (self.draws,) if self.draws else ()
+        if self.acc is None:
+            z = np.zeros(shape)
+            self.acc = {c: {"n": z.copy(), "k": z.copy(), "b": np.zeros((*shape, len(BOUNDS)))} for c in ("b", "c")}
+        dt = until - self.last
+        for c, share, e, f in (
+            ("b", 1 - self.share, self.err[0], self.factor[0]),
+            ("c", self.share, *self.err[1:], self.factor[1]),
+        ):
+            mean = self.rate * share * dt
+            per_bucket = self.rng.poisson(mean * bucket_probs(f), (*shape, len(BOUNDS))).astype(float)
+            n = per_bucket.sum(axis=-1)
+            self.acc[c]["b"] += per_bucket
+            self.acc[c]["n"] += n
+            self.acc[c]["k"] += self.rng.binomial(n.astype(int), e)
+        self.last = until
+
+    def snapshot(self, since, until):
+        self._grow(until)
+        a = self.acc
+        r = lambda x: x[..., None]  # noqa: E731 one route
+        data = {
+            "error_ratio": sq.RatioCounts(r(a["b"]["k"]), r(a["b"]["n"]), r(a["c"]["k"]), r(a["c"]["n"])),
+            "latency_p95": sq.BucketCounts(BOUNDS, a["b"]["b"][..., None, :], a["c"]["b"][..., None, :]),
+            "latency_p99": sq.BucketCounts(BOUNDS, a["b"]["b"][..., None, :], a["c"]["b"][..., None, :]),
+        }
+        restarts = 1 if (self.restart_at is not None and until >= self.t0 + self.restart_at) else 0
+        return st.Snapshot(data, ["/api/games"], restarts, self.rate, a["c"]["n"], a["b"]["n"])
+
+
+def judge():
+    return sq.SequentialJudge(st.default_metrics(), alpha=0.01, steps=4)
+
+
+def test_a_good_canary_passes_at_its_first_boundary_and_a_slow_one_fails():
+    clock = Clock()
+    out = st.watch_step(judge(), SimSource(clock, 200, 0.5), clock(), look_every=5, clock=clock, sleep=clock.sleep)
+    assert out.verdict == "pass", out.reason
+    assert out.took < st.DEFAULT_STEP_CAP and len(out.looks) == round(out.took / 5)
+    assert "bounded within tolerance" in out.reason
+    clock = Clock()
+    slow = SimSource(clock, 200, 0.5, factor=(1.0, 1.5))
+    out = st.watch_step(judge(), slow, clock(), look_every=5, clock=clock, sleep=clock.sleep)
+    assert out.verdict == "fail" and "latency_p95" in out.reason, out.reason
+    assert out.failed_metrics and out.as_dict()["history"][-1]["decision"] == "fail"
+
+
+def test_no_decision_within_the_cap_is_inconclusive_and_names_what_is_undecided():
+    clock = Clock()
+    thin = SimSource(clock, 2, 0.05)
+    out = st.watch_step(judge(), thin, clock(), cap=60, look_every=5, clock=clock, sleep=clock.sleep)
+    assert out.verdict == "inconclusive"
+    assert "cap of 60 s" in out.reason and "error_ratio" in out.reason
+    assert out.took == pytest.approx(60)
+
+
+def test_a_restart_fails_the_step_at_the_next_look():
+    clock = Clock()
+    src = SimSource(clock, 200, 0.5, restart_at=20)
+    out = st.watch_step(judge(), src, clock(), look_every=5, clock=clock, sleep=clock.sleep)
+    assert out.verdict == "fail" and out.failed_metrics == ["restarts"] and "restarted" in out.reason
+    assert out.took == pytest.approx(20)
+
+
+def test_after_the_switch_only_a_fail_ends_the_watch_early():
+    clock = Clock()
+    out = st.watch_step(
+        judge(),
+        SimSource(clock, 200, 0.5),
+        clock(),
+        cap=60,
+        look_every=5,
+        clock=clock,
+        sleep=clock.sleep,
+        pass_ends=False,
+    )
+    assert out.verdict == "pass" and out.took == pytest.approx(60)
+
+
+def test_many_runs_at_once_follow_the_same_rules():
+    clock = Clock()
+    src = SimSource(clock, 200, 0.5, draws=200, seed=3)
+    out = st.watch_step(judge(), src, clock(), look_every=5, clock=clock, sleep=clock.sleep)
+    assert isinstance(out, st.VectorOutcome) and out.verdict.shape == (200,)
+    assert (out.verdict == sq.PASS).mean() > 0.95 and not (out.verdict == sq.FAIL).any()
+    assert np.all(out.decided_at - out.started <= st.DEFAULT_STEP_CAP + 5)
+
+
+def live_snapshot(rate, seconds=300, seed=0):
+    clock = Clock()
+    src = SimSource(clock, rate, 1e-9, seed=seed)
+    clock.sleep(seconds)
+    return src.snapshot(clock() - seconds, clock())
+
+
+def test_the_plan_keeps_the_steps_at_ample_traffic_and_raises_the_first_at_thin_traffic():
+    plan = st.plan_steps(judge(), live_snapshot(500), [5, 25, 50, 100])
+    assert plan.steps == [5, 25, 50, 100] and not plan.notes
+    # 50 requests/s: the 5 % step would need over 10 minutes; the plan starts at 25 %
+    thin = st.plan_steps(judge(), live_snapshot(50), [5, 25, 50, 100])
+    assert thin.steps == [25, 50, 100], thin
+    assert "skipped" in thin.notes[0] and "5 %" in thin.notes[0]
+    assert thin.estimates[5] > st.DEFAULT_STEP_CAP
+
+
+def test_the_plan_refuses_when_no_step_can_decide():
+    with pytest.raises(st.StrategyError, match=r"insufficient traffic.*blue_green"):
+        st.plan_steps(judge(), live_snapshot(5), [5, 25, 50, 100])
+    with pytest.raises(st.StrategyError, match="no traffic reached"):
+        st.plan_steps(judge(), st.Snapshot(live_snapshot(100).data, ["/api/games"], 0, 0.0), [5, 100])
+    with pytest.raises(st.StrategyError, match="rise strictly and end at 100"):
+        st.plan_steps(judge(), live_snapshot(100), [25, 5, 100])
+
+
+# --------------------------------------------------------------------------- Prometheus source
+
+
+def test_build_snapshot_aligns_routes_pools_small_ones_and_keeps_nan():
+    def side(routes):
+        return {"routes": routes, "restarts": 0.0}
+
+    cum = {0.05: 50.0, 0.1: 90.0, math.inf: 100.0}
+    base = side(
+        {
+            "/api/games": {"requests": 800.0, "errors": 8.0, "buckets": cum},
+            "/api/teams": {"requests": 150.0, "errors": 1.0, "buckets": cum},
+            "/api/odd": {"requests": 50.0, "errors": 0.0, "buckets": cum},
+        }
+    )
+    can = side({"/api/games": {"requests": 40.0, "errors": math.nan, "buckets": cum}})
+    snap = live.build_snapshot(base, can, st.default_metrics(), 0.1, base_seconds=10, canary_seconds=10)
+    assert snap.routes == ["/api/games", "/api/teams", "other"]
+    err = snap.data["error_ratio"]
+    assert err.baseline_total.tolist() == [800.0, 150.0, 50.0] and err.canary_total.tolist() == [40.0, 0.0, 0.0]
+    assert math.isnan(err.canary_events[0])
+    assert snap.data["latency_p95"].baseline[0].tolist() == [50.0, 40.0, 10.0]
+    assert snap.rate == pytest.approx(104.0)
+    _, looks = judge().look(snap.data, routes=3)
+    assert looks["error_ratio"].decision[0] == sq.NODATA  # the NaN errors: never a pass
+
+
+@pytest.fixture
+def config_server():
+    """Serves /api/v1/status/config (GET) with whatever `state["config"]` holds."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    state = {"config": {}}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"status": "success", "data": {"yaml": _yaml(state["config"])}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    state["url"] = f"http://127.0.0.1:{server.server_address[1]}"
+    yield state
+    server.shutdown()
+
+
+def test_scrape_interval_is_read_from_the_running_configuration(config_server):
+    config_server["config"] = {
+        "global": {"scrape_interval": "15s"},
+        "scrape_configs": [{"job_name": "free4allweb-app", "scrape_interval": "5s"}, {"job_name": "node"}],
+    }
+    client = PrometheusClient(config_server["url"], timeout=5)
+    assert live.scrape_interval(client, "free4allweb-app") == 5.0
+    assert live.scrape_interval(client, "node") == 15.0
+    with pytest.raises(PrometheusError, match="no scrape job 'nope'"):
+        live.scrape_interval(client, "nope")
+    config_server["config"] = {"scrape_configs": [{"job_name": "free4allweb-app"}]}
+    assert live.scrape_interval(client, "free4allweb-app") == 60.0  # Prometheus' own default
+
+
+def _yaml(data):
+    import yaml
+
+    return yaml.safe_dump(data)
