@@ -28,6 +28,15 @@ description:
   - Runs on the controller (or wherever it is delegated) and needs numpy, scipy and requests.
   - The module only reads. It reports C(changed=false) and supports check mode; in check mode
     it still queries Prometheus but does not write the HTML report.
+  - With O(mode=sequential) it instead B(watches) one canary step from O(start): at every scrape
+    it reads the counts since then (errors, and requests per latency bucket, per route) and
+    stops at the first boundary an anytime-valid sequential test crosses - V(fail) (worse beyond
+    tolerance), V(pass) (bounded within tolerance) - or at O(max_duration) with V(inconclusive).
+    Its error rates hold however often it looks. A canary restart or a canary target down fails
+    the step at once. Missing or NaN data is never a pass.
+  - With O(mode=plan), before any change, it reads the scrape interval and the live colour's
+    traffic and returns the canary steps the sequential judge can decide within O(max_duration)
+    each (raising the first step when traffic is thin), or fails with "insufficient traffic".
   - See C(docs/canary.md) in the collection for the method, the defaults and the benchmark.
 requirements:
   - numpy
@@ -76,16 +85,28 @@ options:
     description: Label matchers that select the canary, in the same form as O(baseline_selector).
     type: raw
     required: true
+  mode:
+    description:
+      - V(window) judges one fixed window with the tests described above (give O(start) or O(lookback)).
+      - V(sequential) watches one step from O(start) until a decision or O(max_duration); it
+        judges the reference app's metrics (errors +2 points, p95 +20 %, p99 +50 %, per route).
+      - V(plan) returns the steps to run from O(steps) and the live colour's last O(lookback).
+    type: str
+    choices: [window, sequential, plan]
+    default: window
   start:
     description:
       - Start of the analysis window - unix seconds, V(now-10m), or an RFC 3339 timestamp.
-      - Give either O(start) or O(lookback).
+      - Give either O(start) or O(lookback) with O(mode=window). Required with O(mode=sequential):
+        when the step's weights were set.
     type: raw
   end:
     description: End of the analysis window, in the same forms as O(start). Defaults to now.
     type: raw
   lookback:
-    description: The analysis window as a duration ending at O(end), such as V(5m).
+    description:
+      - The analysis window as a duration ending at O(end), such as V(5m).
+      - With O(mode=plan), how much of the live colour's recent traffic the plan reads (default V(5m)).
     type: str
   step:
     description: Resolution of the per-step series, a Prometheus duration.
@@ -99,9 +120,59 @@ options:
         then overstates its confidence.
     type: str
   warmup:
-    description: A period cut from the start of the window, while the canary warms up.
+    description:
+      - A period cut from the start of the window, while the canary warms up.
+      - Defaults to V(0s) with O(mode=window), and to one O(look_interval) with O(mode=sequential)
+        (the first look then comes two scrapes after the step began).
     type: str
-    default: 0s
+  max_duration:
+    description:
+      - O(mode=sequential) - the longest the step is watched, in seconds. Without a decision by then
+        the verdict is V(inconclusive) (the caller rolls back: a canary is never promoted without a pass).
+      - O(mode=plan) - the cap each planned step must decide within.
+    type: float
+    default: 600
+  look_interval:
+    description:
+      - O(mode=sequential) and O(mode=plan) - seconds between looks, a Prometheus duration.
+      - Defaults to the scrape interval of the job the canary selector names, read from
+        Prometheus' running configuration; required when the selector names no job. It may not be
+        shorter than that scrape interval.
+    type: str
+  judged_steps:
+    description:
+      - O(mode=sequential) - how many judged steps the rollout has (its canary steps and the check
+        after the switch); O(alpha) is split over them.
+    type: int
+    default: 4
+  after_switch:
+    description:
+      - O(mode=sequential) - the check after the switch - the new colour at all of the traffic
+        against the old colour's counts between O(baseline_start) and O(baseline_end). Only a
+        V(fail) ends it early; reaching O(max_duration) is a V(pass).
+    type: bool
+    default: false
+  baseline_start:
+    description: With O(after_switch), the start of the old colour's window (the last canary step).
+    type: raw
+  baseline_end:
+    description: With O(after_switch), its end (the switch).
+    type: raw
+  steps:
+    description: O(mode=plan) - the requested canary steps, ascending percentages ending at 100.
+    type: list
+    elements: int
+    default: [5, 25, 50, 100]
+  max_first_step:
+    description: O(mode=plan) - the largest first step the plan may raise to when traffic is thin.
+    type: int
+    default: 50
+  route_min_share:
+    description:
+      - O(mode=sequential) and O(mode=plan) - routes carrying less than this share of the baseline's
+        requests are judged together as one route, V(other); every other route is judged on its own.
+    type: float
+    default: 0.1
   metrics:
     description:
       - The metrics to compare. Defaults to the reference app's set, described in
@@ -228,7 +299,9 @@ options:
     type: str
     default: Canary analysis
 notes:
-  - Give O(step) at least two scrape intervals, and evaluate the same window for both colours.
+  - Give O(step) at least two scrape intervals, and evaluate the same window for both colours. When
+    the canary selector names a job, the module reads its scrape interval from Prometheus and
+    refuses a shorter step.
   - Check the verdict in the playbook (see the examples); the module itself only fails on errors.
 seealso:
   - module: free4allweb.devops.traffic
@@ -256,6 +329,27 @@ EXAMPLES = r"""
   ansible.builtin.fail:
     msg: "canary {{ canary.verdict }}: {{ canary.reason }}"
   when: canary.verdict != 'pass'
+
+- name: Plan the canary steps from the live colour's traffic, before any change
+  free4allweb.devops.canary_evaluate:
+    mode: plan
+    prometheus_url: http://127.0.0.1:9090
+    baseline_selector: {job: free4allweb-app, colour: blue}
+    canary_selector: {job: free4allweb-app, colour: green}
+    steps: [5, 25, 50, 100]
+  delegate_to: localhost
+  register: canary_plan
+
+- name: Watch the 25 % step until the judge decides (at most 10 minutes)
+  free4allweb.devops.canary_evaluate:
+    mode: sequential
+    prometheus_url: http://127.0.0.1:9090
+    baseline_selector: {job: free4allweb-app, colour: blue}
+    canary_selector: {job: free4allweb-app, colour: green}
+    start: "{{ canary_step_started }}"
+    judged_steps: "{{ canary_plan.steps | length }}"
+  delegate_to: localhost
+  register: canary
 
 - name: Judge with explicit metrics, behind a TLS proxy with a token
   free4allweb.devops.canary_evaluate:
@@ -403,6 +497,39 @@ prometheus_warnings:
   returned: success
   type: list
   elements: str
+steps:
+  description: O(mode=plan) - the steps to run.
+  returned: mode plan
+  type: list
+  elements: int
+  sample: [25, 50, 100]
+estimates:
+  description: O(mode=plan) - seconds the judge needs at each weight (null - it cannot decide).
+  returned: mode plan
+  type: dict
+  sample: {"5": 632.0, "25": 212.4, "50": 201.3}
+rate:
+  description: O(mode=plan) - requests per second the live colour served over O(lookback).
+  returned: mode plan
+  type: float
+took:
+  description: O(mode=sequential) - seconds from O(start) to the decision.
+  returned: mode sequential
+  type: float
+decided_at:
+  description: O(mode=sequential) - when the decision was reached (unix seconds).
+  returned: mode sequential
+  type: float
+history:
+  description:
+    - O(mode=sequential) - every look - its time, decision, canary requests, and per metric and route the bounds.
+  returned: mode sequential
+  type: list
+  elements: dict
+look_interval:
+  description: O(mode=sequential) and O(mode=plan) - seconds between looks.
+  returned: mode sequential or plan
+  type: float
 report_path:
   description: Where the HTML report was written; absent when none was asked for or in check mode.
   returned: when a report was written
@@ -416,6 +543,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
+    from ansible_collections.free4allweb.devops.plugins.module_utils.canary import watch
     from ansible_collections.free4allweb.devops.plugins.module_utils.canary.analysis import (
         AnalysisError,
         analyse,
@@ -427,7 +555,12 @@ try:
         MetricSpec,
         free4allweb_metrics,
     )
-    from ansible_collections.free4allweb.devops.plugins.module_utils.canary.report import render_html
+    from ansible_collections.free4allweb.devops.plugins.module_utils.canary.report import (
+        render_html,
+        render_sequential_html,
+    )
+    from ansible_collections.free4allweb.devops.plugins.module_utils.canary.sequential import SequentialConfigError
+    from ansible_collections.free4allweb.devops.plugins.module_utils.canary.strategy import StrategyError
 
     IMPORT_ERROR = None
 except ImportError:  # numpy or scipy missing on the host that runs the module
@@ -479,7 +612,17 @@ def argument_spec() -> dict:
         "lookback": {"type": "str"},
         "step": {"type": "str", "default": "10s"},
         "rate_window": {"type": "str"},
-        "warmup": {"type": "str", "default": "0s"},
+        "warmup": {"type": "str"},
+        "mode": {"type": "str", "choices": ["window", "sequential", "plan"], "default": "window"},
+        "max_duration": {"type": "float", "default": 600.0},
+        "look_interval": {"type": "str"},
+        "judged_steps": {"type": "int", "default": 4},
+        "after_switch": {"type": "bool", "default": False},
+        "baseline_start": {"type": "raw"},
+        "baseline_end": {"type": "raw"},
+        "steps": {"type": "list", "elements": "int", "default": [5, 25, 50, 100]},
+        "max_first_step": {"type": "int", "default": 50},
+        "route_min_share": {"type": "float", "default": 0.1},
         "metrics": {"type": "list", "elements": "dict", "options": METRIC_OPTIONS},
         "alpha": {"type": "float", "default": 0.01},
         "confidence": {"type": "float", "default": 0.975},
@@ -505,11 +648,82 @@ def _write_report(path: str, html: str) -> None:
         raise
 
 
+def _client(p) -> PrometheusClient:
+    return PrometheusClient(
+        p["prometheus_url"],
+        token=p["prometheus_token"],
+        username=p["prometheus_username"],
+        password=p["prometheus_password"],
+        validate_certs=p["validate_certs"],
+        ca_path=p["ca_path"],
+        client_cert=p["client_cert"],
+        client_key=p["client_key"],
+        timeout=p["timeout"],
+    )
+
+
+def run_watch(module) -> None:
+    """mode=plan and mode=sequential (module_utils/canary/watch.py); exits the module."""
+    p = module.params
+    if p["metrics"]:
+        module.fail_json(msg="canary_evaluate: metrics applies to mode=window only", verdict="error")
+    if not 0 < p["max_duration"] <= 86400:
+        module.fail_json(msg=f"canary_evaluate: max_duration must lie in (0, 86400] s, not {p['max_duration']}")
+    client = None
+    try:
+        client = _client(p)
+        common = {
+            "baseline_selector": p["baseline_selector"],
+            "canary_selector": p["canary_selector"],
+            "cap": p["max_duration"],
+            "given_look_interval": p["look_interval"],
+            "alpha": p["alpha"],
+            "fail_fraction": p["fail_fraction"],
+            "route_min_share": p["route_min_share"],
+        }
+        if p["mode"] == "plan":
+            result = watch.plan(
+                client, steps=p["steps"], lookback=p["lookback"] or "5m", max_first_step=p["max_first_step"], **common
+            )
+            module.exit_json(changed=False, **result)
+        result = watch.sequential(
+            client,
+            start=p["start"],
+            warmup=p["warmup"],
+            judged_steps=p["judged_steps"],
+            after_switch=p["after_switch"],
+            baseline_start=p["baseline_start"],
+            baseline_end=p["baseline_end"],
+            **common,
+        )
+    except StrategyError as e:
+        module.fail_json(msg=f"canary_evaluate: {e}", verdict="error", insufficient_traffic=True)
+    except PrometheusError as e:
+        module.fail_json(msg=f"canary analysis failed, no verdict: {e}", verdict="error")
+    except (SequentialConfigError, ValueError) as e:
+        module.fail_json(msg=f"canary_evaluate: {e}", verdict="error")
+    finally:
+        if client is not None:
+            client.close()
+    if p["report_path"] and not module.check_mode:
+        try:
+            _write_report(p["report_path"], render_sequential_html(result, title=p["report_title"]))
+        except OSError as e:
+            result["verdict"] = "error"
+            module.fail_json(msg=f"could not write the report to {p['report_path']}: {e}", **result)
+        result["report_path"] = p["report_path"]
+    module.exit_json(changed=False, **result)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(),
         mutually_exclusive=[("start", "lookback"), ("prometheus_token", "prometheus_username")],
-        required_one_of=[("start", "lookback")],
+        required_if=[
+            ("mode", "window", ("start", "lookback"), True),
+            ("mode", "sequential", ("start",)),
+            ("after_switch", True, ("baseline_start", "baseline_end")),
+        ],
         required_together=[("prometheus_username", "prometheus_password")],
         supports_check_mode=True,
     )
@@ -518,6 +732,8 @@ def main():
     if not HAS_REQUESTS:
         module.fail_json(msg=missing_required_lib("requests"), verdict="error")
     p = module.params
+    if p["mode"] != "window":
+        run_watch(module)
 
     try:
         raw_metrics = p["metrics"] if p["metrics"] else free4allweb_metrics()
@@ -534,7 +750,7 @@ def main():
             end=p["end"],
             lookback=p["lookback"],
             step=p["step"],
-            warmup=p["warmup"],
+            warmup=p["warmup"] or "0s",
             rate_window=p["rate_window"],
         )
     except (MetricConfigError, AnalysisError, ValueError) as e:
@@ -542,18 +758,10 @@ def main():
 
     client = None
     try:
-        client = PrometheusClient(
-            p["prometheus_url"],
-            token=p["prometheus_token"],
-            username=p["prometheus_username"],
-            password=p["prometheus_password"],
-            validate_certs=p["validate_certs"],
-            ca_path=p["ca_path"],
-            client_cert=p["client_cert"],
-            client_key=p["client_key"],
-            timeout=p["timeout"],
-        )
+        client = _client(p)
+        step_notes = watch.check_window_step(client, p["canary_selector"], window.step)
         analysis = analyse(client, specs, p["baseline_selector"], p["canary_selector"], window, config=config)
+        analysis.notes.extend(step_notes)
     except PrometheusError as e:
         module.fail_json(msg=f"canary analysis failed, no verdict: {e}", verdict="error")
     except (AnalysisError, MetricConfigError, ValueError) as e:

@@ -620,3 +620,72 @@ within tolerance; it fails when the worsening is significant and its estimate ex
 tolerance.</footer>
 </body></html>
 """
+
+
+# --------------------------------------------------------------------------- sequential judge
+
+
+def _bound_chart(times: list[float], lower: list, upper: list, *, tolerance: float, fail_at: float, unit: str) -> str:
+    """The confidence sequence of 'canary minus baseline' over the step, against the tolerance
+    (pass below it) and the fail threshold (fail above it)."""
+    vals = [v for v in [*lower, *upper] if v is not None and math.isfinite(v)]
+    if not times or not vals:
+        return _empty("no bounds yet (no data at any look)")
+    lo = min([*vals, 0.0, -tolerance])
+    hi = max([*[v for v in upper if v is not None and math.isfinite(v)], tolerance * 1.3, fail_at])
+    lo = max(lo, -3 * tolerance) if tolerance > 0 else lo
+    hi = min(hi, 4 * tolerance) if tolerance > 0 else hi
+    t0, t1 = times[0], times[-1] if times[-1] > times[0] else times[0] + 1
+    p = Plot(0.0, t1 - t0, lo, hi)
+    p.axes(lambda s: f"{s:.0f} s", lambda v: fmt_diff(v, unit), "seconds since the first look")
+    p.hline(tolerance, "#1a7f37", "tolerance: pass once the upper bound is below")
+    p.hline(fail_at, "#cf222e", "fail once the lower bound is above")
+    p.hline(0.0, "#8c959f")
+    xs = [t - t0 for t in times]
+    p.line(xs, [math.nan if v is None else v for v in upper], CANARY_C, step=True)
+    p.line(xs, [math.nan if v is None else v for v in lower], BASE_C, step=True)
+    return p.svg("confidence sequence")
+
+
+def render_sequential_html(result: dict, title: str = "Canary step", fail_fraction: float = 0.5) -> str:
+    """A self-contained page for one watched step: the verdict, and per metric and route the
+    bounds on 'canary minus baseline' at every look against the tolerance."""
+    history = result.get("history") or []
+    units = {"error_ratio": "ratio", "latency_p95": "s", "latency_p99": "s"}
+    series: dict[tuple[str, str], dict] = {}
+    for look in history:
+        for metric, per in (look.get("metrics") or {}).items():
+            for route, v in per.items():
+                s = series.setdefault((metric, route), {"t": [], "lo": [], "hi": [], "tol": v["tolerance"]})
+                s["t"].append(look["at"])
+                s["lo"].append(v["lower"])
+                s["hi"].append(v["upper"])
+                s["tol"] = v["tolerance"]
+                s["last"] = v["decision"]
+    verdict = escape(str(result.get("verdict", "?")))
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>{escape(title)}</title>",
+        "<style>body{font:14px system-ui,sans-serif;margin:24px;color:#1f2328;max-width:900px}"
+        ".v{font-weight:600}.fail{color:#cf222e}.pass{color:#1a7f37}.inconclusive{color:#9a6700}"
+        "section{margin:18px 0;border-top:1px solid #d0d7de;padding-top:8px}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        f"<p class='v {verdict}'>verdict: {verdict}</p>",
+        f"<p>{escape(str(result.get('reason', '')))}</p>",
+        f"<p>{len(history)} looks, one every {escape(str(result.get('look_interval')))} s; decided "
+        f"{escape(str(result.get('took')))} s after the step began. Each chart is the anytime-valid "
+        "confidence sequence of the canary minus the baseline (upper bound in the canary's colour, lower in "
+        "the baseline's): its error rates hold at every look.</p>",
+    ]
+    for (metric, route), s in sorted(series.items(), key=lambda kv: (kv[1].get("last") != "fail", kv[0])):
+        unit = units.get(metric, "")
+        parts.append(
+            f"<section id='m-{escape(metric)}-{escape(route)}'><h2>{escape(metric)} - {escape(route)}: "
+            f"<span class='{escape(s.get('last', ''))}'>{escape(s.get('last', ''))}</span></h2>"
+        )
+        parts.append(
+            _bound_chart(s["t"], s["lo"], s["hi"], tolerance=s["tol"], fail_at=fail_fraction * s["tol"], unit=unit)
+        )
+        parts.append("</section>")
+    parts.append("</body></html>")
+    return "".join(parts)
