@@ -28,7 +28,7 @@ description:
   - Runs on the controller (or wherever it is delegated) and needs numpy, scipy and requests.
   - The module only reads. It reports C(changed=false) and supports check mode; in check mode
     it still queries Prometheus but does not write the HTML report.
-  - With O(mode=sequential) it instead B(watches) one canary step from O(start): at every scrape
+  - With O(mode=sequential) it instead B(watches) one canary step from O(start); at every scrape
     it reads the counts since then (errors, and requests per latency bucket, per route) and
     stops at the first boundary an anytime-valid sequential test crosses - V(fail) (worse beyond
     tolerance), V(pass) (bounded within tolerance) - or at O(max_duration) with V(inconclusive).
@@ -90,15 +90,15 @@ options:
       - V(window) judges one fixed window with the tests described above (give O(start) or O(lookback)).
       - V(sequential) watches one step from O(start) until a decision or O(max_duration); it
         judges the reference app's metrics (errors +2 points, p95 +20 %, p99 +50 %, per route).
-      - V(plan) returns the steps to run from O(steps) and the live colour's last O(lookback).
+      - V(plan) returns the steps to run, from O(steps) and the live colour's last O(lookback).
     type: str
     choices: [window, sequential, plan]
     default: window
   start:
     description:
       - Start of the analysis window - unix seconds, V(now-10m), or an RFC 3339 timestamp.
-      - Give either O(start) or O(lookback) with O(mode=window). Required with O(mode=sequential):
-        when the step's weights were set.
+      - Give either O(start) or O(lookback) with O(mode=window). Required with O(mode=sequential) - when
+        the step's weights were set.
     type: raw
   end:
     description: End of the analysis window, in the same forms as O(start). Defaults to now.
@@ -128,7 +128,7 @@ options:
   max_duration:
     description:
       - O(mode=sequential) - the longest the step is watched, in seconds. Without a decision by then
-        the verdict is V(inconclusive) (the caller rolls back: a canary is never promoted without a pass).
+        the verdict is V(inconclusive) (the caller rolls back; a canary is never promoted without a pass).
       - O(mode=plan) - the cap each planned step must decide within.
     type: float
     default: 600
