@@ -109,9 +109,43 @@ class StepOutcome:
     def took(self) -> float:
         return self.decided_at - self.started
 
+    def metrics(self) -> list[dict]:
+        """Per metric at the last look: its classification over the routes and the worst route's
+        numbers (the failing one, else the one nearest its tolerance)."""
+        if not self.looks:
+            return []
+        out = []
+        order = {"fail": 0, "nodata": 1, "continue": 2, "pass": 3}
+        for name, per in (self.looks[-1].detail.get("metrics") or {}).items():
+
+            def nearness(item):
+                v = item[1]
+                ratio = (v["upper"] / v["tolerance"]) if v["upper"] is not None and v["tolerance"] else math.inf
+                return (order[v["decision"]], -ratio)
+
+            route, worst = min(per.items(), key=nearness)
+            base, can = worst.get("baseline"), worst.get("canary")
+            effect = None if base is None or can is None else round(can - base, 6)
+            out.append(
+                {
+                    "name": name,
+                    "classification": {"continue": "inconclusive"}.get(worst["decision"], worst["decision"]),
+                    "route": route,
+                    "effect": effect,
+                    "effect_relative": None if effect is None or not base else round(effect / base, 4),
+                    "lower": worst["lower"],
+                    "upper": worst["upper"],
+                    "tolerance": worst["tolerance"],
+                    "reason": f"{route}: {worst['decision']} (bounds {worst['lower']} .. {worst['upper']}, "
+                    f"tolerance {worst['tolerance']})",
+                }
+            )
+        return out
+
     def as_dict(self) -> dict:
         return {
             "verdict": self.verdict,
+            "metrics": self.metrics(),
             "reason": self.reason,
             "started": round(self.started, 3),
             "decided_at": round(self.decided_at, 3),
@@ -133,6 +167,8 @@ def _describe(judge: sq.SequentialJudge, looks: dict, routes: list[str]) -> tupl
         dec = np.atleast_1d(lk.decision)
         lo, hi = np.atleast_1d(lk.lower), np.atleast_1d(lk.upper)
         tol = np.broadcast_to(np.atleast_1d(lk.tolerance), dec.shape)
+        base = np.broadcast_to(np.atleast_1d(np.asarray(lk.baseline, float)), dec.shape)
+        can = np.broadcast_to(np.atleast_1d(np.asarray(lk.canary, float)), dec.shape)
         names = routes if (m.by_route and len(routes) == dec.size) else ["all"] * dec.size
         per = {}
         for i, r in enumerate(names):
@@ -142,6 +178,8 @@ def _describe(judge: sq.SequentialJudge, looks: dict, routes: list[str]) -> tupl
                 "lower": None if not np.isfinite(lo[i]) else round(float(lo[i]), 6),
                 "upper": None if not np.isfinite(hi[i]) else round(float(hi[i]), 6),
                 "tolerance": round(float(tol[i]), 6),
+                "baseline": None if not np.isfinite(base[i]) else round(float(base[i]), 6),
+                "canary": None if not np.isfinite(can[i]) else round(float(can[i]), 6),
             }
             if d == "fail":
                 failed.append(m.name if r == "all" else f"{m.name} ({r})")

@@ -19,15 +19,8 @@ from tests.support.aws_moto import ROOT
 
 DEPLOY, ROLLBACK = "playbooks/deploy.yml", "playbooks/rollback.yml"
 NS = APP = "free4allweb"
-# a canary the judge decides in seconds (1 s scrapes): the same request as on the other platforms
-FAST_CANARY = {
-    "deploy_strategy": "canary",
-    "canary_steps": [5, 25, 50, 100],
-    "canary_interval": 24,
-    "canary_warmup": "2s",
-    "canary_analysis_step": "2s",
-    "canary_retry_interval": 6,
-}
+# the same canary request as on the other platforms, with the shipped judge's defaults
+FAST_CANARY = {"deploy_strategy": "canary", "canary_steps": [5, 25, 50, 100]}
 
 
 @pytest.fixture(scope="module")
@@ -120,11 +113,11 @@ def test_check_mode_moves_nothing(env, elb, groups, app_metrics, first):
 
 
 def test_a_canary_failed_by_the_judge_returns_the_alb_and_the_service(env, elb, groups, app_metrics, first):
-    app_metrics.restart("blue", rate=100.0, error_ratio=0.06, latency_factor=1.0, tail_ratio=0.0, seed=7)
+    app_metrics.restart("blue", rate=300.0, error_ratio=0.06, latency_factor=1.0, tail_ratio=0.0, seed=7)
     try:
         run = deploy(env, app_metrics, "1.2.0", **FAST_CANARY)
     finally:
-        app_metrics.restart("blue", rate=100.0, error_ratio=0.01, latency_factor=1.0, tail_ratio=0.0, seed=2)
+        app_metrics.restart("blue", rate=300.0, error_ratio=0.01, latency_factor=1.0, tail_ratio=0.0, seed=2)
     assert run.rc != 0, run.tail()
     assert "canary judged fail at 5 %" in run.output, run.tail()
     assert "error_ratio" in run.output, run.tail()
