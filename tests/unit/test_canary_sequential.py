@@ -190,7 +190,23 @@ def test_combine_orders_fail_over_nodata_over_continue():
 def test_the_alpha_is_split_over_steps_metrics_and_routes():
     judge = sq.SequentialJudge([ERRORS, P95, TAIL], alpha=0.01, steps=4)
     assert judge.alpha_per_test(routes=1) == pytest.approx(0.01 / 4 / 3)
-    assert judge.alpha_per_test(routes=3) == pytest.approx(0.01 / 4 / 9)
+    # with three routes each metric is four tests: all routes together, and each route
+    assert judge.alpha_per_test(routes=3) == pytest.approx(0.01 / 4 / 12)
+
+
+def test_one_slow_route_is_never_passed_though_all_routes_together_would_be():
+    # +40 % latency on the route with 20 % of the traffic: all routes together move about +10 %,
+    # inside the +20 % tolerance; the route itself is caught, and never passed at any look
+    rng = np.random.default_rng(12)
+    judge = sq.SequentialJudge([P95], steps=1)
+    base = np.stack([lognormal_counts(rng, 30000), lognormal_counts(rng, 10000), lognormal_counts(rng, 10000)])
+    decisions = []
+    for n in (500, 1000, 2000, 4000, 8000):
+        can = np.stack([lognormal_counts(rng, 3 * n), lognormal_counts(rng, n, factor=1.4), lognormal_counts(rng, n)])
+        decision, looks = judge.look({"p95": sq.BucketCounts(BOUNDS, base, can)}, routes=3)
+        decisions.append(int(decision))
+        assert int(looks["p95"].pooled.decision) != sq.FAIL
+    assert sq.PASS not in decisions and decisions[-1] == sq.FAIL, decisions
 
 
 def test_requests_to_decide_grows_as_the_share_shrinks_and_is_enough():

@@ -121,14 +121,14 @@ def difference_cs(k_c, n_c, k_b, n_b, alpha: float) -> tuple[np.ndarray, np.ndar
     return lc - ub, uc - lb
 
 
-def decide(lower, upper, tolerance, fail_fraction: float) -> np.ndarray:
+def decide(lower, upper, tolerance, fail_fraction: float, pass_scale: float = 1.0) -> np.ndarray:
     """fail when the lower bound exceeds fail_fraction x tolerance, pass when the upper bound is
-    below the tolerance (fail first), else continue."""
+    below pass_scale x tolerance (fail first), else continue."""
     lower, upper, tolerance = np.broadcast_arrays(
         np.asarray(lower, float), np.asarray(upper, float), np.asarray(tolerance, float)
     )
     out = np.full(lower.shape, CONTINUE, dtype=np.int8)
-    out[upper < tolerance] = PASS
+    out[upper < pass_scale * tolerance] = PASS
     out[lower > fail_fraction * tolerance] = FAIL
     return out
 
@@ -281,6 +281,7 @@ class MetricLook:
     baseline: np.ndarray
     canary: np.ndarray
     reason: str = ""
+    pooled: MetricLook | None = None  # by route: the look at all routes together
 
 
 def _bad(*arrays) -> np.ndarray:
@@ -293,7 +294,9 @@ def _bad(*arrays) -> np.ndarray:
     return out
 
 
-def look_ratio(metric: SequentialMetric, c: RatioCounts, alpha: float, fail_fraction: float) -> MetricLook:
+def look_ratio(
+    metric: SequentialMetric, c: RatioCounts, alpha: float, fail_fraction: float, pass_scale: float = 1.0
+) -> MetricLook:
     kb, nb = np.asarray(c.baseline_events, float), np.asarray(c.baseline_total, float)
     kc, nc = np.asarray(c.canary_events, float), np.asarray(c.canary_total, float)
     missing = _bad(kb, nb, kc, nc) | ~(nb > 0) | ~(nc > 0)
@@ -304,12 +307,14 @@ def look_ratio(metric: SequentialMetric, c: RatioCounts, alpha: float, fail_frac
         base_level = np.where(nb > 0, kb / nb, np.nan)
         can_level = np.where(nc > 0, kc / nc, np.nan)
     tol = metric.tolerance(base_level)
-    decision = decide(lo, hi, tol, fail_fraction)
+    decision = decide(lo, hi, tol, fail_fraction, pass_scale)
     decision = np.where(missing, NODATA, decision).astype(np.int8)
-    return MetricLook(decision, lo, hi, tol, base_level, can_level)
+    return MetricLook(decision, lo, hi, tol * pass_scale, base_level, can_level)
 
 
-def look_quantile(metric: SequentialMetric, c: BucketCounts, alpha: float, fail_fraction: float) -> MetricLook:
+def look_quantile(
+    metric: SequentialMetric, c: BucketCounts, alpha: float, fail_fraction: float, pass_scale: float = 1.0
+) -> MetricLook:
     bounds = np.asarray(c.bounds, float)
     cb, cc = np.asarray(c.baseline, float), np.asarray(c.canary, float)
     missing = np.any(_bad(cb), axis=-1) | np.any(_bad(cc), axis=-1)
@@ -319,7 +324,8 @@ def look_quantile(metric: SequentialMetric, c: BucketCounts, alpha: float, fail_
     b_lo, b_hi = quantile_cs(bounds, cb, q, alpha / 2)
     c_lo, c_hi = quantile_cs(bounds, cc, q, alpha / 2)
     # the canary's quantile minus the baseline's, each bound the worst case of the other's
-    lo, hi = c_lo - b_hi, c_hi - b_lo
+    with np.errstate(invalid="ignore"):  # inf - inf (a quantile in the +Inf bucket): nan, no decision
+        lo, hi = c_lo - b_hi, c_hi - b_lo
     base_level = quantile_at(bounds, cb, q)
     can_level = quantile_at(bounds, cc, q)
     # tolerance relative to the baseline's quantile at its lowest plausible value (a pass must
@@ -328,13 +334,15 @@ def look_quantile(metric: SequentialMetric, c: BucketCounts, alpha: float, fail_
     tol_fail = metric.tolerance(base_level)
     with np.errstate(invalid="ignore"):
         decision = np.full(lo.shape, CONTINUE, dtype=np.int8)
-        decision[np.nan_to_num(hi, nan=np.inf) < tol_pass] = PASS
+        decision[np.nan_to_num(hi, nan=np.inf) < pass_scale * tol_pass] = PASS
         decision[np.nan_to_num(lo, nan=-np.inf) > fail_fraction * tol_fail] = FAIL
     decision = np.where(missing, NODATA, decision).astype(np.int8)
-    return MetricLook(decision, lo, hi, tol_pass, base_level, can_level)
+    return MetricLook(decision, lo, hi, pass_scale * tol_pass, base_level, can_level)
 
 
-def look_tail(metric: SequentialMetric, c: BucketCounts, alpha: float, fail_fraction: float) -> MetricLook:
+def look_tail(
+    metric: SequentialMetric, c: BucketCounts, alpha: float, fail_fraction: float, pass_scale: float = 1.0
+) -> MetricLook:
     bounds = np.asarray(c.bounds, float)
     cb, cc = np.asarray(c.baseline, float), np.asarray(c.canary, float)
     missing = np.any(_bad(cb), axis=-1) | np.any(_bad(cc), axis=-1)
@@ -346,7 +354,7 @@ def look_tail(metric: SequentialMetric, c: BucketCounts, alpha: float, fail_frac
     missing |= ~np.isfinite(threshold)
     thr = np.where(np.isfinite(threshold), threshold, 0.0)
     kb, kc = count_above(bounds, cb, thr), count_above(bounds, cc, thr)
-    look = look_ratio(metric, RatioCounts(kb, nb, kc, nc), alpha, fail_fraction)
+    look = look_ratio(metric, RatioCounts(kb, nb, kc, nc), alpha, fail_fraction, pass_scale)
     look.decision = np.where(missing, NODATA, look.decision).astype(np.int8)
     return look
 
@@ -370,20 +378,40 @@ def combine(decisions: np.ndarray, axis: int = -1) -> np.ndarray:
 # --------------------------------------------------------------------------- the judge
 
 
+def _pool(d):
+    """All routes together: the counts summed over the route axis (the last leading one)."""
+    if isinstance(d, RatioCounts):
+        return RatioCounts(
+            *(
+                np.sum(np.asarray(x, float), axis=-1)
+                for x in (d.baseline_events, d.baseline_total, d.canary_events, d.canary_total)
+            )
+        )
+    return BucketCounts(
+        d.bounds, np.sum(np.asarray(d.baseline, float), axis=-2), np.sum(np.asarray(d.canary, float), axis=-2)
+    )
+
+
 @dataclass
 class SequentialJudge:
     """The metrics judged at each look of one step, with the step's share of the error budget.
 
-    ``alpha`` is the false-fail (and false-pass) budget of the whole rollout; ``looks_budget``
-    the number of judged steps it is split over (the canary steps plus the check after the
-    switch). Within a step it is split over the metrics and, for per-route metrics, the routes:
-    ``alpha / looks_budget / (metrics x routes)``. Looks within a step are free."""
+    ``alpha`` is the false-fail (and false-pass) budget of the whole rollout; ``steps`` the
+    number of judged steps it is split over (the canary steps plus the check after the switch).
+    Within a step it is split over the tests: per metric, all routes together and, with several
+    routes, each route. Looks within a step are free.
+
+    A per-route metric fails when any route (or all together) is worse beyond ``fail_fraction``
+    x its tolerance; it passes when all routes together are within the tolerance and each route
+    within ``route_tolerance`` x the tolerance. A route's own data are thinner, so it gets a
+    wider pass band, but a route regressed by that much or more is never passed (at most alpha)."""
 
     metrics: list[SequentialMetric]
     alpha: float = 0.01
     fail_fraction: float = 0.5
     steps: int = 4
     routes: int = 1
+    route_tolerance: float = 2.0
     notes: list = field(default_factory=list)
 
     def __post_init__(self):
@@ -398,24 +426,34 @@ class SequentialJudge:
             raise SequentialConfigError(f"fail_fraction must lie in (0, 1], not {self.fail_fraction!r}")
         if not isinstance(self.steps, int) or self.steps < 1:
             raise SequentialConfigError(f"steps must be an integer >= 1, not {self.steps!r}")
+        if not 1 <= self.route_tolerance <= 10:
+            raise SequentialConfigError(f"route_tolerance must lie in [1, 10], not {self.route_tolerance!r}")
 
     def alpha_per_test(self, routes: int | None = None) -> float:
         routes = max(1, int(routes if routes is not None else self.routes))
-        tests = sum(routes if m.by_route else 1 for m in self.metrics)
+        tests = sum((1 + routes if routes > 1 else 1) if m.by_route else 1 for m in self.metrics)
         return self.alpha / self.steps / tests
 
     def look(self, data: dict, routes: int | None = None) -> tuple[np.ndarray, dict[str, MetricLook]]:
         """Decide every metric on `data` ({metric name: RatioCounts or BucketCounts}; per-route
         metrics carry routes on their last leading axis). Returns the combined decision (leading
-        shape without the route axis) and each metric's look."""
-        a = self.alpha_per_test(routes)
+        shape without the route axis) and each metric's look (per route, with `pooled`)."""
+        n_routes = max(1, int(routes if routes is not None else self.routes))
+        a = self.alpha_per_test(n_routes)
         looks, parts = {}, []
         for m in self.metrics:
             if m.name not in data or data[m.name] is None:
                 raise SequentialConfigError(f"no data given for sequential metric {m.name!r}")
-            look = LOOKS[m.kind](m, data[m.name], a, self.fail_fraction)
+            d = data[m.name]
+            fn = LOOKS[m.kind]
+            if m.by_route and n_routes > 1:
+                look = fn(m, d, a, self.fail_fraction, self.route_tolerance)
+                look.pooled = fn(m, _pool(d), a, self.fail_fraction)
+                parts.append(combine(np.stack([look.pooled.decision, combine(look.decision)], axis=-1)))
+            else:
+                look = fn(m, d, a, self.fail_fraction)
+                parts.append(combine(look.decision) if m.by_route else look.decision)
             looks[m.name] = look
-            parts.append(combine(look.decision) if m.by_route else look.decision)
         return combine(np.stack(parts, axis=-1)), looks
 
 

@@ -159,6 +159,11 @@ class StepOutcome:
         }
 
 
+def _num(x):
+    v = float(np.asarray(x))
+    return round(v, 6) if math.isfinite(v) else None
+
+
 def _describe(judge: sq.SequentialJudge, looks: dict, routes: list[str]) -> tuple[dict, list[str]]:
     """Per metric (and route) the bounds and decision, JSON-safe; and the failed names."""
     out, failed = {}, []
@@ -171,6 +176,19 @@ def _describe(judge: sq.SequentialJudge, looks: dict, routes: list[str]) -> tupl
         can = np.broadcast_to(np.atleast_1d(np.asarray(lk.canary, float)), dec.shape)
         names = routes if (m.by_route and len(routes) == dec.size) else ["all"] * dec.size
         per = {}
+        if lk.pooled is not None:
+            pl = lk.pooled
+            d = sq.DECISIONS[int(np.asarray(pl.decision))]
+            per["all routes"] = {
+                "decision": d,
+                "lower": _num(pl.lower),
+                "upper": _num(pl.upper),
+                "tolerance": round(float(np.asarray(pl.tolerance)), 6),
+                "baseline": _num(pl.baseline),
+                "canary": _num(pl.canary),
+            }
+            if d == "fail":
+                failed.append(f"{m.name} (all routes)")
         for i, r in enumerate(names):
             d = sq.DECISIONS[int(dec[i])]
             per[r] = {
