@@ -88,7 +88,9 @@ def assert_rolled_back(run, result, steps, version, baseline):
         f"\n{version}: verdict {failed_step['result']} after {float(failed_step['details']['took']):.0f} s "
         f"({failed_step['details']['reason']}); weights back {took:.2f} s after the verdict"
     )
-    assert took < 1.0, f"traffic returned {took:.2f} s after the verdict"
+    # 0.27-0.29 s on an idle machine; the CI runs this beside molecule and the clusters' tests
+    # (1.14 s measured so): the issue's bound is 5 s from the verdict
+    assert took < 5.0, f"traffic returned {took:.2f} s after the verdict"
     return failed_step
 
 
