@@ -150,7 +150,7 @@ def build_snapshot(
 
     def arrays(side: dict):
         req, err, cum = [], [], []
-        for _, members in groups:
+        for _name, members in groups:
             rows = [side[m] for m in members if m in side]
             req.append(sum(r["requests"] for r in rows) if rows else 0.0)
             err.append(sum(r["errors"] for r in rows) if rows else 0.0)
@@ -182,7 +182,7 @@ def build_snapshot(
     rate_c = nc.sum() / canary_seconds if canary_seconds > 0 else math.nan
     return Snapshot(
         data=data,
-        routes=[g for g, _ in groups],
+        routes=[g for g, _members in groups],
         restarts=round(can.get("restarts", 0.0)),
         rate=float(np.nansum([rate_b, rate_c])),
         canary_requests=float(np.nansum(nc)),

@@ -97,7 +97,7 @@ def proportion_cs(k, n, alpha: float, prior: tuple[float, float] = PRIOR) -> tup
     half = np.sqrt(2.0 * level * (mle * (1 - mle) + 1.0 / safe_n) / safe_n) + 2.0 * level / safe_n
 
     def newton(x):
-        for _ in range(_NEWTON):
+        for _step in range(_NEWTON):
             f = const - k * x + n * _softplus(x)
             df = n * _sigmoid(x) - k
             x = x - f / np.where(df == 0, np.nan, df)
@@ -493,7 +493,7 @@ def requests_to_decide(
         d = scaled(n)
         if not d:
             return False
-        decision, _ = judge.look(d, routes)
+        decision, _looks = judge.look(d, routes)
         return bool(np.all(decision == PASS))
 
     lo, hi = 1.0, 16.0
@@ -501,7 +501,7 @@ def requests_to_decide(
         lo, hi = hi, hi * 2
         if hi > cap:
             return math.inf
-    for _ in range(30):
+    for _halving in range(30):
         mid = math.sqrt(lo * hi)
         if passes(mid):
             hi = mid
