@@ -113,6 +113,10 @@ def test_a_restart_fails_the_step_at_the_next_look():
     out = st.watch_step(judge(), src, clock(), look_every=5, clock=clock, sleep=clock.sleep)
     assert out.verdict == "fail" and out.failed_metrics == ["restarts"] and "restarted" in out.reason
     assert out.took == pytest.approx(20)
+    # what the module returns: the restart beside the metrics, the metrics summary intact
+    result = out.as_dict()
+    assert result["history"][-1]["restarts"] == 1
+    assert {m["name"] for m in result["metrics"]} == {"error_ratio", "latency_p95", "latency_p99"}
 
 
 def test_after_the_switch_only_a_fail_ends_the_watch_early():

@@ -254,10 +254,11 @@ def watch_step(
         at_cap = now - started >= cap
         if scalar:
             detail, failed = _describe(judge, per_metric, snap.routes)
+            extra = {"metrics": detail}
             if restarts > 0:
                 failed = ["restarts"]
-                detail["restarts"] = int(restarts)
-            looks.append(Look(now, sq.DECISIONS[int(decision)], float(snap.canary_requests), {"metrics": detail}))
+                extra["restarts"] = int(restarts)
+            looks.append(Look(now, sq.DECISIONS[int(decision)], float(snap.canary_requests), extra))
             n = float(snap.canary_requests)
             if bool(ended):
                 failed_names[()] = failed
