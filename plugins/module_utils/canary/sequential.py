@@ -312,14 +312,22 @@ def look_ratio(
     return MetricLook(decision, lo, hi, tol * pass_scale, base_level, can_level)
 
 
+def _clean_buckets(c: BucketCounts) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Bounds and both colours' bucket counts with broken counts zeroed, and where data is
+    missing: a NaN, infinite or negative bucket, or a colour without requests."""
+    bounds = np.asarray(c.bounds, float)
+    cb, cc = np.asarray(c.baseline, float), np.asarray(c.canary, float)
+    bad_b, bad_c = _bad(cb), _bad(cc)
+    missing = np.any(bad_b, axis=-1) | np.any(bad_c, axis=-1)
+    cb, cc = np.where(bad_b, 0.0, cb), np.where(bad_c, 0.0, cc)
+    missing |= ~(cb.sum(axis=-1) > 0) | ~(cc.sum(axis=-1) > 0)
+    return bounds, cb, cc, missing
+
+
 def look_quantile(
     metric: SequentialMetric, c: BucketCounts, alpha: float, fail_fraction: float, pass_scale: float = 1.0
 ) -> MetricLook:
-    bounds = np.asarray(c.bounds, float)
-    cb, cc = np.asarray(c.baseline, float), np.asarray(c.canary, float)
-    missing = np.any(_bad(cb), axis=-1) | np.any(_bad(cc), axis=-1)
-    cb, cc = np.where(_bad(cb), 0.0, cb), np.where(_bad(cc), 0.0, cc)
-    missing |= ~(cb.sum(axis=-1) > 0) | ~(cc.sum(axis=-1) > 0)
+    bounds, cb, cc, missing = _clean_buckets(c)
     q = float(metric.quantile)
     b_lo, b_hi = quantile_cs(bounds, cb, q, alpha / 2)
     c_lo, c_hi = quantile_cs(bounds, cc, q, alpha / 2)
@@ -343,12 +351,8 @@ def look_quantile(
 def look_tail(
     metric: SequentialMetric, c: BucketCounts, alpha: float, fail_fraction: float, pass_scale: float = 1.0
 ) -> MetricLook:
-    bounds = np.asarray(c.bounds, float)
-    cb, cc = np.asarray(c.baseline, float), np.asarray(c.canary, float)
-    missing = np.any(_bad(cb), axis=-1) | np.any(_bad(cc), axis=-1)
-    cb, cc = np.where(_bad(cb), 0.0, cb), np.where(_bad(cc), 0.0, cc)
+    bounds, cb, cc, missing = _clean_buckets(c)
     nb, nc = cb.sum(axis=-1), cc.sum(axis=-1)
-    missing |= ~(nb > 0) | ~(nc > 0)
     threshold = quantile_at(bounds, cb, float(metric.quantile))
     # a baseline tail in the +Inf bucket leaves no threshold to compare above
     missing |= ~np.isfinite(threshold)
