@@ -167,6 +167,13 @@ options:
     description: O(mode=plan) - the largest first step the plan may raise to when traffic is thin.
     type: int
     default: 50
+  budget:
+    description:
+      - O(mode=plan) - seconds the canary steps may take together. While the kept steps' estimates
+        (with a 1.5x margin) add up to more, the smallest step is dropped, the first step staying at
+        most O(max_first_step).
+    type: float
+    default: 600
   route_min_share:
     description:
       - O(mode=sequential) and O(mode=plan) - routes carrying less than this share of the baseline's
@@ -509,7 +516,14 @@ estimates:
   type: dict
   sample: {"5": 632.0, "25": 212.4, "50": 201.3}
 rate:
-  description: O(mode=plan) - requests per second the live colour served over O(lookback).
+  description:
+    - O(mode=plan) - requests per second the plan expects, the higher of the live colour's rate over
+      O(lookback) and over its last three looks (a colour that went live within O(lookback) is not
+      taken for a quiet one).
+  returned: mode plan
+  type: float
+rate_window:
+  description: O(mode=plan) - seconds of traffic RV(rate) was measured over.
   returned: mode plan
   type: float
 took:
@@ -622,6 +636,7 @@ def argument_spec() -> dict:
         "baseline_end": {"type": "raw"},
         "steps": {"type": "list", "elements": "int", "default": [5, 25, 50, 100]},
         "max_first_step": {"type": "int", "default": 50},
+        "budget": {"type": "float", "default": 600.0},
         "route_min_share": {"type": "float", "default": 0.1},
         "metrics": {"type": "list", "elements": "dict", "options": METRIC_OPTIONS},
         "alpha": {"type": "float", "default": 0.01},
@@ -636,6 +651,7 @@ def argument_spec() -> dict:
 
 def _write_report(path: str, html: str) -> None:
     directory = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".canary-report-", suffix=".html", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -669,6 +685,8 @@ def run_watch(module) -> None:
         module.fail_json(msg="canary_evaluate: metrics applies to mode=window only", verdict="error")
     if not 0 < p["max_duration"] <= 86400:
         module.fail_json(msg=f"canary_evaluate: max_duration must lie in (0, 86400] s, not {p['max_duration']}")
+    if not 0 < p["budget"] <= 86400:
+        module.fail_json(msg=f"canary_evaluate: budget must lie in (0, 86400] s, not {p['budget']}")
     client = None
     try:
         client = _client(p)
@@ -683,7 +701,12 @@ def run_watch(module) -> None:
         }
         if p["mode"] == "plan":
             result = watch.plan(
-                client, steps=p["steps"], lookback=p["lookback"] or "5m", max_first_step=p["max_first_step"], **common
+                client,
+                steps=p["steps"],
+                lookback=p["lookback"] or "5m",
+                max_first_step=p["max_first_step"],
+                budget=p["budget"],
+                **common,
             )
             module.exit_json(changed=False, **result)
         result = watch.sequential(

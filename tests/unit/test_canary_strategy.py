@@ -160,6 +160,23 @@ def test_the_plan_keeps_the_steps_at_ample_traffic_and_raises_the_first_at_thin_
     assert thin.estimates[5] > st.DEFAULT_STEP_CAP
 
 
+def test_the_plan_drops_the_smallest_steps_while_the_steps_together_exceed_the_budget():
+    live = live_snapshot(100)
+    # 100 requests/s: each step fits the 600 s cap, but 5 -> 25 -> 50 would need about 790 s
+    unbounded = st.plan_steps(judge(), live, [5, 25, 50, 100], budget=1e9)
+    assert unbounded.steps == [5, 25, 50, 100]
+    assert sum(1.5 * unbounded.estimates[w] for w in (5, 25, 50)) > st.DEFAULT_BUDGET
+    plan = st.plan_steps(judge(), live, [5, 25, 50, 100])
+    assert plan.steps == [25, 50, 100], plan
+    assert "600 s for the steps together" in plan.notes[0] and "5 %" in plan.notes[0]
+    # the budget never raises the first step above max_first_step: 75 % may not come first
+    tight = st.plan_steps(judge(), live, [5, 75, 100], budget=60)
+    assert tight.steps == [5, 75, 100], tight
+    assert "more than the 60 s budget" in tight.notes[-1]
+    with pytest.raises(st.StrategyError, match="budget must be above 0"):
+        st.plan_steps(judge(), live, [5, 100], budget=0)
+
+
 def test_the_plan_refuses_when_no_step_can_decide():
     with pytest.raises(st.StrategyError, match=r"insufficient traffic.*blue_green"):
         st.plan_steps(judge(), live_snapshot(5), [5, 25, 50, 100])

@@ -30,6 +30,7 @@ DEFAULT_STEPS = (5, 25, 50, 100)
 DEFAULT_STEP_CAP = 600.0  # s: the longest a step may watch before it gives up
 DEFAULT_MAX_FIRST_STEP = 50  # %: the largest first step the plan may raise to
 DEFAULT_POST_SWITCH = 60.0  # s: the watch after the switch
+DEFAULT_BUDGET = 600.0  # s: the canary steps together (the spec's deploy in under 10 min)
 ROUTE_MIN_SHARE = 0.1  # routes under 10 % of the requests are judged together as "other"
 
 
@@ -337,14 +338,20 @@ def plan_steps(
     *,
     cap: float = DEFAULT_STEP_CAP,
     max_first_step: int = DEFAULT_MAX_FIRST_STEP,
+    budget: float = DEFAULT_BUDGET,
     margin: float = 1.5,
 ) -> Plan:
     """The steps to run, from the live colour's traffic (`live`: its counts in the baseline
-    fields, its rate). A step is kept when `margin` x the estimated time fits in `cap`."""
+    fields, its rate). A step is kept when `margin` x the estimated time fits in `cap`; then, while
+    the kept steps together need more than `budget`, the smallest step is dropped (the thinnest
+    slice costs the most time), as long as the first step stays at most `max_first_step`. A plan
+    that cannot fit the budget that way keeps its shortest form, and a note says so."""
     if not steps or steps[-1] != 100 or any(not 0 < w <= 100 for w in steps) or steps != sorted(set(steps)):
         raise StrategyError(f"canary steps must rise strictly and end at 100, not {steps}")
     if not 0 < max_first_step < 100:
         raise StrategyError(f"max_first_step must lie between 1 and 99, not {max_first_step}")
+    if math.isnan(budget) or budget <= 0:
+        raise StrategyError(f"the plan's budget must be above 0 s, not {budget}")
     rate = float(live.rate)
     estimates = {}
     for w in sorted(set([*steps[:-1], max_first_step])):
@@ -354,10 +361,7 @@ def plan_steps(
         n = sq.requests_to_decide(judge, live.data, w / 100.0, routes=len(live.routes))
         estimates[w] = n / (rate * w / 100.0)
     fits = [w for w, s in estimates.items() if margin * s <= cap]
-    notes = []
     canary = steps[:-1]
-    if all(margin * estimates[w] <= cap for w in canary):
-        return Plan(list(steps), estimates, notes, rate)
     if not fits:
         best = min(estimates.values())
         need = (
@@ -369,13 +373,30 @@ def plan_steps(
             f"insufficient traffic to judge a canary: {rate:.2f} requests/s, and {need} (the cap is {cap:g} s a "
             "step); use deploy_strategy=blue_green, wait for more traffic, or raise canary_step_cap"
         )
-    first = min(fits)
-    kept = [w for w in canary if w > first and margin * estimates[w] <= cap]
-    dropped = [w for w in canary if w < first or (w > first and w not in kept)]
-    planned = [first, *kept, 100]
-    notes.append(
-        f"at {rate:.2f} requests/s the judge needs about "
-        + ", ".join(f"{estimates[w]:.0f} s at {w} %" for w in canary if math.isfinite(estimates[w]))
-        + f" (cap {cap:g} s): steps {', '.join(f'{w} %' for w in dropped)} skipped; running {planned}"
-    )
-    return Plan(planned, estimates, notes, rate)
+    if all(margin * estimates[w] <= cap for w in canary):
+        kept = list(canary)
+    else:
+        first = min(fits)
+        kept = [first, *(w for w in canary if w > first and margin * estimates[w] <= cap)]
+
+    def total(ws):
+        return sum(margin * estimates[w] for w in ws)
+
+    over = total(kept) > budget
+    while total(kept) > budget and len(kept) > 1 and kept[1] <= max_first_step:
+        kept = kept[1:]
+    notes = []
+    if kept != canary:
+        dropped = [w for w in canary if w not in kept]
+        why = f"cap {cap:g} s a step" + (f", {budget:g} s for the steps together" if over else "")
+        notes.append(
+            f"at {rate:.2f} requests/s the judge needs about "
+            + ", ".join(f"{estimates[w]:.0f} s at {w} %" for w in canary if math.isfinite(estimates[w]))
+            + f" ({why}): steps {', '.join(f'{w} %' for w in dropped)} skipped; running {[*kept, 100]}"
+        )
+    if total(kept) > budget:
+        notes.append(
+            f"the steps {kept} need about {total(kept) / margin:.0f} s, more than the {budget:g} s budget: expect "
+            "a long deploy (a larger canary_max_first_step or blue_green is quicker)"
+        )
+    return Plan([*kept, 100], estimates, notes, rate)

@@ -11,6 +11,7 @@ No Ansible imports; the module maps its options onto these functions.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import time
@@ -90,6 +91,7 @@ def plan(
     lookback: str = "5m",
     cap: float = st.DEFAULT_STEP_CAP,
     max_first_step: int = st.DEFAULT_MAX_FIRST_STEP,
+    budget: float = st.DEFAULT_BUDGET,
     alpha: float = 0.01,
     fail_fraction: float = 0.5,
     route_min_share: float = st.ROUTE_MIN_SHARE,
@@ -104,17 +106,26 @@ def plan(
     metrics = st.default_metrics()
     source = PrometheusSource(client, baseline_selector, canary_selector, metrics, route_min_share=route_min_share)
     live = source.snapshot(now - window, now)
+    # the rate the first step will see: the higher of the window's and the last three looks' (at least 15 s; a
+    # colour that went live within the window, after another deploy, is not taken for a quiet one)
+    recent_s = max(3 * every, 15.0)
+    rate_window = window
+    if recent_s < window:
+        recent = source.snapshot(now - recent_s, now)
+        if math.isfinite(recent.rate) and recent.rate > live.rate:
+            live = dataclasses.replace(live, rate=recent.rate)
+            rate_window = recent_s
     if not live.baseline_requests > 0:
         raise st.StrategyError(
             f"Prometheus counted no requests for the live colour ({source.selectors['baseline']}) in the last "
             f"{lookback}: the judge would have no baseline. Is the job scraped, and does the live colour serve?"
         )
     judge = sq.SequentialJudge(metrics, alpha=alpha, fail_fraction=fail_fraction, steps=len(steps))
-    p = st.plan_steps(judge, live, list(steps), cap=cap, max_first_step=max_first_step)
+    p = st.plan_steps(judge, live, list(steps), cap=cap, max_first_step=max_first_step, budget=budget)
     # the alpha is split over the steps that run: re-plan with the right count when it changed
     if len(p.steps) != len(steps):
         judge = sq.SequentialJudge(metrics, alpha=alpha, fail_fraction=fail_fraction, steps=len(p.steps))
-        again = st.plan_steps(judge, live, p.steps, cap=cap, max_first_step=max_first_step)
+        again = st.plan_steps(judge, live, p.steps, cap=cap, max_first_step=max_first_step, budget=budget)
         again.notes = [*p.notes, *again.notes]
         p = again
     out = p.as_dict()
@@ -123,6 +134,7 @@ def plan(
             "look_interval": every,
             "scrape_interval": scrape,
             "routes": live.routes,
+            "rate_window": rate_window,
             "requested_steps": list(steps),
             "changed_steps": p.steps != list(steps),
         }
