@@ -2,7 +2,7 @@
 histogram_quantile, and the fixed-window judges they compare (this collection's older judge, a
 Flagger-style fixed-threshold check, a Kayenta-style Mann-Whitney classifier).
 
-Imported by benchmarks/canary/run and benchmarks/canary/sequential (their directory is on
+Imported by benchmarks/canary/window and benchmarks/canary/run (their directory is on
 sys.path when they run as scripts). The judges take per-colour dicts of arrays with a leading
 axis of draws and a second axis of steps: "n" requests, "errors", "buckets" (non-cumulative
 counts per latency bucket), and per step "ratio", "p50", "p95", "p99".

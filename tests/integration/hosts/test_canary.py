@@ -1,6 +1,8 @@
 """Canary releases on the lab, judged by canary_evaluate against the real Prometheus scraping the
 real app slots, under bounded load. Runs after test_blue_green.py. A good release promoted
-through every step under load is tests/integration/test_rollout_everywhere.py (hosts_platform).
+through every step under load is tests/integration/test_rollout_everywhere.py (hosts_platform);
+a release with only a heavier tail (p99) is tests/integration/canary/test_canary_sequential.py,
+the same judge against a real Prometheus without the lab (it was here too, at 2 minutes of CI).
 
 Every release here takes 30 ms per API request (injected latency standing in for real work), so
 latencies are large enough for "+50 % p95" to mean more than the judge's 5 ms noise floor: the
@@ -22,7 +24,7 @@ from tests.support.loadgen import Load
 
 LOAD_URL = f"{lab.FRONTEND}/api/games?limit=5"
 RATE = 400
-BASE, ERRORS, SLOW, TAIL, BLIND = "5.9.0", "7.0.0", "7.1.0", "7.2.0", "7.3.0"
+BASE, ERRORS, SLOW, BLIND = "5.9.0", "7.0.0", "7.1.0", "7.3.0"
 WORK_MS = 30
 
 
@@ -114,13 +116,6 @@ def test_release_with_slower_p95_is_rolled_back(provisioned_lab):
     p95 = metric(step, "latency_p95")
     assert step["result"] == "fail" and p95["classification"] == "fail"
     assert p95["effect_relative"] >= 0.5, f"the bad release was not +50 % at p95: {p95}"
-
-
-def test_release_with_only_a_heavier_tail_is_rolled_back(provisioned_lab):
-    step = assert_rolled_back(*canary(TAIL, {"tail_ratio": 0.03, "tail_latency_ms": 300}), TAIL, BASE)
-    assert step["result"] == "fail"
-    assert metric(step, "latency_p99")["classification"] == "fail"
-    assert metric(step, "latency_p95")["classification"] != "fail", "the body moved: not a tail-only fault"
 
 
 def test_release_is_rolled_back_when_prometheus_goes_away(provisioned_lab):
