@@ -23,9 +23,13 @@ from tests.support.loadgen import Load
 
 STEPS = [5, 25, 50, 100]
 # the same request everywhere, with the shipped judge's defaults (sequential, 600 s cap a step, the
-# post-switch check): a good release is promoted at each platform's traffic (the lab's load
-# generator, the clusters' stand-ins)
-REQUEST = {"deploy_strategy": "canary", "canary_steps": STEPS}
+# post-switch check) but for the budget: a good release is promoted at each platform's traffic (the
+# lab's load generator, the clusters' stand-ins)
+# The one setting not left at its default: canary_budget (600 s for the steps together). The plan
+# drops the 5 % step when the steps together would need more, which on the lab depends on what the
+# load generator delivers on a loaded CI machine (test_canary.py saw it start at 25 %); this test is
+# about every platform running the same steps, so its request allows them the time.
+REQUEST = {"deploy_strategy": "canary", "canary_steps": STEPS, "canary_budget": 1800}
 # every step judged, the 100 % step too (the check after the switch)
 JUDGED = [(f"canary {w} %", "pass") for w in STEPS]
 WORK_MS = 30  # the lab's releases: see tests/integration/hosts/test_canary.py

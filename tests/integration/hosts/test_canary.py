@@ -78,7 +78,11 @@ def assert_rolled_back(run, result, steps, version, baseline):
     state = lab.router()
     assert not state.split and state.weights[state.live_colour] == 100
     failed_step = steps[-1]
-    assert failed_step["step"] == "canary 5 %", f"rolled back at {failed_step['step']}, not at the first step: {steps}"
+    # at the first step the plan ran: 5 % when the lab's load generator keeps up; under a loaded CI
+    # machine it delivers less, and the plan (canary_budget) may start at 25 % (seen in CI)
+    judged = [s["step"] for s in steps if s["step"].startswith("canary ")]
+    assert judged == [failed_step["step"]], f"rolled back at {failed_step['step']}, not at the first step: {steps}"
+    assert failed_step["step"] in ("canary 5 %", "canary 25 %", "canary 50 %"), steps
     # nothing but the canary's own (injected) errors: the rollback itself fails no request
     assert all(s.version == version for s in result.failed), {s.error or s.status for s in result.failed}
     # the sequential judge decided within its cap, as soon as the data allowed
