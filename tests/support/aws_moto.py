@@ -70,10 +70,15 @@ def free_port(first: int = 15100, last: int = 15999) -> int:
     raise RuntimeError(f"no free port in {first}-{last}")
 
 
+class _PortTaken(RuntimeError):
+    """moto_server exited while starting: most likely its port was taken first."""
+
+
 class Moto:
     """A moto_server process (tests/support/moto_server.py: moto plus five AWS-behaviour fixes)."""
 
     def __init__(self, log_path: Path, region: str = "eu-west-1", port: int | None = None):
+        self._given_port = port is not None
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.region = region
@@ -105,6 +110,19 @@ class Moto:
         return env
 
     def start(self, timeout: float = 60) -> Moto:
+        """Start moto_server on self.port. A port picked by free_port() can be taken by another
+        test lane's server before ours binds it: then a new port is picked, up to 3 times."""
+        for attempt in range(3):
+            try:
+                return self._start_once(timeout)
+            except _PortTaken:
+                if self._given_port or attempt == 2:
+                    raise
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> Moto:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
         # the request recording (see aws_calls.py) goes beside the log, not into the working directory
@@ -121,7 +139,7 @@ class Moto:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"moto_server exited with {self.proc.returncode}; see {self.log_path}")
+                raise _PortTaken(f"moto_server exited with {self.proc.returncode}; see {self.log_path}")
             try:
                 urllib.request.urlopen(f"{self.url}/moto-api/", timeout=2).read()
             except OSError:
@@ -130,7 +148,7 @@ class Moto:
             # another session's server may have taken the port first: then ours exits (cannot bind)
             time.sleep(0.5)
             if self.proc.poll() is not None:
-                raise RuntimeError(f"moto_server exited with {self.proc.returncode} (port {self.port} taken?)")
+                raise _PortTaken(f"moto_server exited with {self.proc.returncode} (port {self.port} taken?)")
             return self
         self.stop()
         raise RuntimeError(f"moto_server did not answer on {self.url} within {timeout} s")

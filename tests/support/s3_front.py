@@ -97,6 +97,9 @@ class S3Front:
                 raise ValueError(f"{address} is neither the loopback nor the lab's network")
         self.workdir = Path(workdir)
         self.listen = tuple(listen)
+        # a port picked here may be taken before nginx binds it (the other test lane's servers pick
+        # from an overlapping range): unless one was given, start() picks again and retries
+        self._given_port = port is not None
         self.port = port or free_port(15400, 15499)
         self.moto = Moto(self.workdir / "moto.log", region=REGION)
         self.nginx: subprocess.Popen | None = None
@@ -122,17 +125,18 @@ class S3Front:
                 time.sleep(0.5)
         self._start_moto()
         self.ca_pem = make_certificates(self.workdir, self.listen)
-        listens = "\n".join(f"        listen {a}:{self.port} ssl;" for a in self.listen)
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (self.workdir / sub).mkdir(exist_ok=True)
-        conf = self.workdir / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(dir=self.workdir, listens=listens, moto_port=self.moto.port))
-        self.nginx = subprocess.Popen(
-            ["nginx", "-p", str(self.workdir), "-c", str(conf), "-g", "daemon off;"],
-            stdout=subprocess.DEVNULL,
-            stderr=(self.workdir / "nginx.stderr").open("wb"),
-            start_new_session=True,
-        )
+        for attempt in range(5):
+            if attempt or not self._given_port:
+                self.port = self.port if self._given_port else free_port(15400, 15499)
+            if self._start_nginx():
+                break
+            err = (self.workdir / "nginx.stderr").read_text()[-500:]
+            if self._given_port or "Address already in use" not in err:
+                raise RuntimeError(f"nginx exited: {err}")
+        else:
+            raise RuntimeError(f"nginx could not bind a free port in 5 attempts: {err}")
         deadline = time.monotonic() + timeout
         while True:
             if self.nginx.poll() is not None:
@@ -179,6 +183,23 @@ class S3Front:
         iam.attach_user_policy(UserName="backups", PolicyArn="arn:aws:iam::aws:policy/AmazonS3FullAccess")
         key = iam.create_access_key(UserName="backups")["AccessKey"]
         self.key, self.secret = key["AccessKeyId"], key["SecretAccessKey"]
+
+    def _start_nginx(self) -> bool:
+        """Start nginx on self.port; False when it exited at once (within 1 s: a bind error)."""
+        listens = "\n".join(f"        listen {a}:{self.port} ssl;" for a in self.listen)
+        conf = self.workdir / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(dir=self.workdir, listens=listens, moto_port=self.moto.port))
+        self.nginx = subprocess.Popen(
+            ["nginx", "-p", str(self.workdir), "-c", str(conf), "-g", "daemon off;"],
+            stdout=subprocess.DEVNULL,
+            stderr=(self.workdir / "nginx.stderr").open("wb"),
+            start_new_session=True,
+        )
+        try:
+            self.nginx.wait(1.0)
+        except subprocess.TimeoutExpired:
+            return True
+        return False
 
     def stop(self) -> None:
         if self.nginx and self.nginx.poll() is None:
