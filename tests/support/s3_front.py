@@ -127,9 +127,9 @@ class S3Front:
         self.ca_pem = make_certificates(self.workdir, self.listen)
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (self.workdir / sub).mkdir(exist_ok=True)
-        for attempt in range(5):
-            if attempt or not self._given_port:
-                self.port = self.port if self._given_port else free_port(15400, 15499)
+        for _attempt in range(5):
+            if not self._given_port:
+                self.port = free_port(15400, 15499)
             if self._start_nginx():
                 break
             err = (self.workdir / "nginx.stderr").read_text()[-500:]
