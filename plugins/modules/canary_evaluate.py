@@ -85,6 +85,18 @@ options:
     description: Label matchers that select the canary, in the same form as O(baseline_selector).
     type: raw
     required: true
+  lb_baseline_selector:
+    description:
+      - O(mode=sequential) and O(mode=plan) - label matchers that select the load balancer's series
+        of the baseline's servers, such as V(job="haproxy",proxy="app",server=~".+_blue"). With
+        O(lb_canary_selector), the judge also watches V(lb_error_ratio) - HAProxy's connection and
+        response errors for those servers (failures it answers 502/503/504 itself, which the app
+        never counts) over the requests it sent them - with a tolerance of +2 points.
+      - The plan fails before any change when Prometheus has no such series for either colour.
+    type: raw
+  lb_canary_selector:
+    description: The load balancer's series of the canary's servers, in the same form as O(lb_baseline_selector).
+    type: raw
   mode:
     description:
       - V(window) judges one fixed window with the tests described above (give O(start) or O(lookback)).
@@ -355,6 +367,9 @@ EXAMPLES = r"""
     canary_selector: {job: free4allweb-app, colour: green}
     start: "{{ canary_step_started }}"
     judged_steps: "{{ canary_plan.steps | length }}"
+    # also the failures HAProxy saw on each colour's servers (servers named <host>_<colour>)
+    lb_baseline_selector: 'job="haproxy",proxy="app",server=~".+_blue"'
+    lb_canary_selector: 'job="haproxy",proxy="app",server=~".+_green"'
   delegate_to: localhost
   register: canary
 
@@ -526,6 +541,14 @@ rate_window:
   description: O(mode=plan) - seconds of traffic RV(rate) was measured over.
   returned: mode plan
   type: float
+judged_metrics:
+  description:
+    - O(mode=plan) - the metrics the sequential judge will watch; V(lb_error_ratio) is among them
+      when the load balancer selectors are given.
+  returned: mode plan
+  type: list
+  elements: str
+  sample: [error_ratio, latency_p95, latency_p99, lb_error_ratio]
 took:
   description: O(mode=sequential) - seconds from O(start) to the decision.
   returned: mode sequential
@@ -621,6 +644,8 @@ def argument_spec() -> dict:
         "timeout": {"type": "float", "default": 30.0},
         "baseline_selector": {"type": "raw", "required": True},
         "canary_selector": {"type": "raw", "required": True},
+        "lb_baseline_selector": {"type": "raw"},
+        "lb_canary_selector": {"type": "raw"},
         "start": {"type": "raw"},
         "end": {"type": "raw"},
         "lookback": {"type": "str"},
@@ -698,6 +723,11 @@ def run_watch(module) -> None:
             "alpha": p["alpha"],
             "fail_fraction": p["fail_fraction"],
             "route_min_share": p["route_min_share"],
+            "lb_selectors": (
+                {"baseline": p["lb_baseline_selector"], "canary": p["lb_canary_selector"]}
+                if p["lb_canary_selector"]
+                else None
+            ),
         }
         if p["mode"] == "plan":
             result = watch.plan(
@@ -747,7 +777,10 @@ def main():
             ("mode", "sequential", ("start",)),
             ("after_switch", True, ("baseline_start", "baseline_end")),
         ],
-        required_together=[("prometheus_username", "prometheus_password")],
+        required_together=[
+            ("prometheus_username", "prometheus_password"),
+            ("lb_baseline_selector", "lb_canary_selector"),
+        ],
         supports_check_mode=True,
     )
     if IMPORT_ERROR:
@@ -757,6 +790,10 @@ def main():
     p = module.params
     if p["mode"] != "window":
         run_watch(module)
+    if p["lb_canary_selector"]:
+        module.fail_json(
+            msg="canary_evaluate: the load balancer selectors apply to mode=sequential and plan", verdict="error"
+        )
 
     try:
         raw_metrics = p["metrics"] if p["metrics"] else free4allweb_metrics()

@@ -258,3 +258,98 @@ def _yaml(data):
     import yaml
 
     return yaml.safe_dump(data)
+
+
+# --------------------------------------------------------------------------- the load balancer's signal
+
+
+class _Sample:
+    def __init__(self, value, **labels):
+        self.labels, self.values = labels, [value]
+
+
+class FakePrometheus:
+    """Answers the source's instant queries from a table of (substring, samples); records them."""
+
+    def __init__(self, answers):
+        self.answers, self.asked = answers, []
+
+    def query(self, promql, at):
+        self.asked.append(promql)
+        for needle, samples in self.answers:
+            if all(part in promql for part in needle):
+                return samples
+        return []
+
+
+def _app_answers(colour, requests, errors):
+    cum = [(0.05, requests * 0.5), (0.1, requests * 0.9), ("+Inf", requests)]
+    return [
+        ((f'colour="{colour}"', 'status=~"5.."'), [_Sample(errors, route="/api/games")]),
+        ((f'colour="{colour}"', "_bucket"), [_Sample(v, route="/api/games", le=str(le)) for le, v in cum]),
+        ((f'colour="{colour}"', "requests_total", "sum by (route)"), [_Sample(requests, route="/api/games")]),
+    ]
+
+
+LB = {"baseline": 'job="haproxy",server=~".+_blue"', "canary": 'job="haproxy",server=~".+_green"'}
+
+
+def test_the_source_reads_haproxys_failures_for_each_colours_servers():
+    answers = [
+        (("_green", "connection_errors_total"), [_Sample(30.0)]),  # the canary refuses connections
+        (("_blue", "connection_errors_total"), [_Sample(0.0)]),
+        (("_green", "http_responses_total"), [_Sample(270.0)]),
+        (("_blue", "http_responses_total"), [_Sample(3000.0)]),
+        *_app_answers("blue", 3000.0, 30.0),
+        *_app_answers("green", 270.0, 3.0),  # the app itself sees nothing wrong
+    ]
+    client = FakePrometheus(answers)
+    metrics = st.default_metrics(lb=True)
+    source = live.PrometheusSource(
+        client, {"job": "app", "colour": "blue"}, {"job": "app", "colour": "green"}, metrics, lb_selectors=LB
+    )
+    snap = source.snapshot(1000.0, 1060.0)
+    lb = snap.data[st.LB_METRIC]
+    assert (float(lb.canary_events), float(lb.canary_total)) == (30.0, 300.0)
+    assert (float(lb.baseline_events), float(lb.baseline_total)) == (0.0, 3000.0)
+    asked = "\n".join(client.asked)
+    for name in ("haproxy_server_http_responses_total", *live.LB_FAILURES):
+        assert f'{name}{{job="haproxy",server=~".+_green"}}[60s]' in asked
+    # 10 % of the canary's requests failed at the load balancer: the step fails on that metric alone
+    decision, looks = sq.SequentialJudge(metrics, alpha=0.01, steps=4).look(snap.data, routes=len(snap.routes))
+    assert looks[st.LB_METRIC].decision == sq.FAIL and looks["error_ratio"].decision != sq.FAIL
+    assert decision == sq.FAIL
+
+
+def test_no_load_balancer_series_is_no_data_and_the_plan_refuses_it():
+    answers = [(("_blue", "http_responses_total"), [_Sample(3000.0)]), *_app_answers("blue", 3000.0, 30.0)]
+    client = FakePrometheus(answers)  # no failure counters at all, nothing for the canary's servers
+    metrics = st.default_metrics(lb=True)
+    source = live.PrometheusSource(client, {"colour": "blue"}, {"colour": "green"}, metrics, lb_selectors=LB)
+    snap = source.snapshot(1000.0, 1060.0)
+    lb = snap.data[st.LB_METRIC]
+    assert math.isnan(lb.baseline_total) and math.isnan(lb.canary_total)
+    _, looks = sq.SequentialJudge(metrics, alpha=0.01, steps=4).look(snap.data, routes=len(snap.routes))
+    assert looks[st.LB_METRIC].decision == sq.NODATA  # never a pass
+    from ansible_collections.free4allweb.devops.plugins.module_utils.canary import watch
+
+    with pytest.raises(st.StrategyError, match=r"no load balancer counters for the baseline's servers"):
+        watch.check_lb_series(source, snap)
+
+
+def test_a_load_balancer_metric_needs_its_selectors_and_is_a_plain_ratio():
+    with pytest.raises(ValueError, match="no load balancer selectors"):
+        live.PrometheusSource(FakePrometheus([]), {"colour": "blue"}, {"colour": "green"}, st.default_metrics(lb=True))
+    with pytest.raises(ValueError, match="baseline and canary selectors are the same"):
+        live.PrometheusSource(
+            FakePrometheus([]),
+            {"colour": "blue"},
+            {"colour": "green"},
+            st.default_metrics(lb=True),
+            lb_selectors={"baseline": 'job="haproxy"', "canary": 'job="haproxy"'},
+        )
+    with pytest.raises(sq.SequentialConfigError, match="ratio over all routes"):
+        sq.SequentialMetric(name="lb", kind="ratio", tolerance_abs=0.02, source="lb")
+    with pytest.raises(sq.SequentialConfigError, match="source must be one of"):
+        sq.SequentialMetric(name="x", kind="ratio", tolerance_abs=0.02, source="cdn")
+    assert [m.name for m in st.default_metrics()] == ["error_ratio", "latency_p95", "latency_p99"]

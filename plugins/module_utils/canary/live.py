@@ -23,6 +23,11 @@ from ansible_collections.free4allweb.devops.plugins.module_utils.prometheus impo
     parse_duration,
 )
 
+# HAProxy's own counters per server (its Prometheus exporter): what it sent each server and
+# what failed there without an answer from the app (refused or failed connections, responses
+# aborted or timed out: HAProxy answers those 502/503/504 itself, and the app never counts them)
+LB_RESPONSES = "haproxy_server_http_responses_total"
+LB_FAILURES = ("haproxy_server_connection_errors_total", "haproxy_server_response_errors_total")
 REQUESTS = "free4allweb_http_requests_total"
 BUCKETS = "free4allweb_http_request_duration_seconds_bucket"
 # what users ask for: not the health checks (the same on both colours), not the event streams
@@ -67,6 +72,7 @@ class PrometheusSource:
         *,
         route_min_share: float = ROUTE_MIN_SHARE,
         baseline_window: tuple[float, float] | None = None,
+        lb_selectors: dict | None = None,
     ):
         self.client = client
         self.selectors = {"baseline": selector_text(baseline_selector), "canary": selector_text(canary_selector)}
@@ -74,6 +80,14 @@ class PrometheusSource:
             raise ValueError(
                 "the baseline and the canary selectors are the same: the judge would compare a colour with itself"
             )
+        # the load balancer's series of each colour's servers (e.g. job="haproxy",server=~".+_green")
+        self.lb_selectors = None
+        if lb_selectors:
+            self.lb_selectors = {c: selector_text(lb_selectors.get(c)) for c in ("baseline", "canary")}
+            if self.lb_selectors["baseline"] == self.lb_selectors["canary"]:
+                raise ValueError("the load balancer's baseline and canary selectors are the same")
+        if any(m.source == "lb" for m in metrics) and self.lb_selectors is None:
+            raise ValueError("a load balancer metric is judged but no load balancer selectors were given")
         self.metrics = metrics
         self.route_min_share = route_min_share
         # after the switch the baseline has no traffic: its counts come from a fixed window
@@ -102,6 +116,19 @@ class PrometheusSource:
             b = slot(s.labels.get("route", ""))["buckets"]
             le = float(s.labels["le"])
             b[le] = b.get(le, 0.0) + s.values[0]
+        lb = None
+        if self.lb_selectors is not None:
+            lsel = self.lb_selectors[colour]
+            lb = {"requests": 0.0, "errors": 0.0}
+            answered = self._query(f"sum(increase({LB_RESPONSES}{{{lsel}}}[{w}]))", until)
+            failures = " + ".join(f"sum(increase({name}{{{lsel}}}[{w}]))" for name in LB_FAILURES)
+            failed = self._query(failures, until)
+            # both present, or no data (an empty sum is no series, not zero)
+            lb["series"] = min(len(answered), len(failed))
+            lb["requests"] = sum(s.values[0] for s in answered)
+            lb["errors"] = sum(s.values[0] for s in failed)
+            # a failure is also a request HAProxy sent: no answer came back to count among the responses
+            lb["requests"] += lb["errors"]
         restarts = 0.0
         if colour == "canary":
             # a counter that went back to zero is a process that restarted; a scrape that found
@@ -113,7 +140,7 @@ class PrometheusSource:
                 for s in self._query(q, until):
                     v = s.values[0]
                     restarts += v if math.isfinite(v) else 0.0
-        return {"routes": routes, "restarts": restarts}
+        return {"routes": routes, "restarts": restarts, "lb": lb}
 
     def snapshot(self, since: float, until: float) -> Snapshot:
         if self.baseline_window is not None:
@@ -168,7 +195,19 @@ def build_snapshot(
     nc, kc, cc = arrays(c_routes)
     data = {}
     for m in metrics:
-        if m.kind == "ratio":
+        if m.source == "lb":
+            b, c = base.get("lb"), can.get("lb")
+            if b is None or c is None:
+                raise ValueError(f"no load balancer counts for metric {m.name}")
+            # no series (HAProxy not scraped, or the selector names no server) is no data, never 0 failures
+            data[m.name] = sq.RatioCounts(
+                *(
+                    np.float64(x[k]) if x["series"] else np.float64(math.nan)
+                    for x in (b, c)
+                    for k in ("errors", "requests")
+                )
+            )
+        elif m.kind == "ratio":
             data[m.name] = (
                 sq.RatioCounts(kb, nb, kc, nc) if m.by_route else sq.RatioCounts(kb.sum(), nb.sum(), kc.sum(), nc.sum())
             )

@@ -52,6 +52,7 @@ PRIOR = (0.5, 0.5)  # Jeffreys
 CONTINUE, PASS, FAIL, NODATA = 0, 1, 2, 3
 DECISIONS = {CONTINUE: "continue", PASS: "pass", FAIL: "fail", NODATA: "nodata"}
 KINDS = ("ratio", "quantile", "tail")
+SOURCES = ("app", "lb")
 _NEWTON = 14  # Newton steps per bound: converged to ~1e-12 from the starts used
 
 
@@ -215,11 +216,17 @@ class SequentialMetric:
     numerator: str = ""
     denominator: str = ""
     query: str = ""
+    # where the counts come from: the app's own metrics, or the load balancer's per-server ones
+    source: str = "app"
 
     def __post_init__(self):
         where = f"sequential metric {self.name!r}"
         if not self.name:
             raise SequentialConfigError("every sequential metric needs a name")
+        if self.source not in SOURCES:
+            raise SequentialConfigError(f"{where}: source must be one of {', '.join(SOURCES)}, not {self.source!r}")
+        if self.source == "lb" and (self.kind != "ratio" or self.by_route):
+            raise SequentialConfigError(f"{where}: a load balancer metric is a ratio over all routes (by_route false)")
         if self.kind not in KINDS:
             raise SequentialConfigError(f"{where}: kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
         for attr in ("tolerance_abs", "tolerance_rel"):

@@ -34,9 +34,31 @@ DEFAULT_BUDGET = 600.0  # s: the canary steps together (the spec's deploy in und
 ROUTE_MIN_SHARE = 0.1  # routes under 10 % of the requests are judged together as "other"
 
 
-def default_metrics() -> list[sq.SequentialMetric]:
+LB_METRIC = "lb_error_ratio"
+
+
+def default_metrics(lb: bool = False) -> list[sq.SequentialMetric]:
     """The reference app's metrics: +2 points of errors, +20 % p95, +50 % p99 (the tail), each
-    per route. Queries are the Prometheus source's (see PrometheusSource)."""
+    per route; with `lb`, also +2 points of failures the load balancer saw on the canary's servers
+    (failures the app never counts: refused connections, aborted or timed-out responses). Queries
+    are the Prometheus source's (see PrometheusSource)."""
+    return [*_app_metrics(), *([_lb_metric()] if lb else [])]
+
+
+def _lb_metric() -> sq.SequentialMetric:
+    return sq.SequentialMetric(
+        name=LB_METRIC,
+        kind="ratio",
+        tolerance_abs=0.02,
+        by_route=False,
+        source="lb",
+        unit="ratio",
+        description="share of the canary servers' requests that failed at the load balancer "
+        "(connection errors, aborted or timed-out responses), over all routes",
+    )
+
+
+def _app_metrics() -> list[sq.SequentialMetric]:
     return [
         sq.SequentialMetric(
             name="error_ratio",

@@ -82,6 +82,19 @@ def check_window_step(client: PrometheusClient, canary_selector, step_s: float) 
     return []
 
 
+def check_lb_series(source: PrometheusSource, live: st.Snapshot) -> None:
+    """Before any change: the load balancer's counters exist for both colours' servers (the
+    canary's are there at weight 0: HAProxy exports every server it knows)."""
+    counts = live.data[st.LB_METRIC]
+    for colour, total in (("baseline", counts.baseline_total), ("canary", counts.canary_total)):
+        if not math.isfinite(float(total)):
+            raise st.StrategyError(
+                f"Prometheus has no load balancer counters for the {colour}'s servers "
+                f"({source.lb_selectors[colour]}): is the load balancer scraped, and does the selector name its "
+                "servers? The judge would have no data for lb_error_ratio and could never pass a step"
+            )
+
+
 def plan(
     client: PrometheusClient,
     *,
@@ -96,6 +109,7 @@ def plan(
     fail_fraction: float = 0.5,
     route_min_share: float = st.ROUTE_MIN_SHARE,
     given_look_interval=None,
+    lb_selectors: dict | None = None,
     now: float | None = None,
 ) -> dict:
     every, scrape = look_interval(client, canary_selector, given_look_interval)
@@ -103,9 +117,13 @@ def plan(
     window = parse_duration(lookback)
     if window < 2 * every:
         raise ValueError(f"lookback {lookback} is under two looks ({every:g} s each)")
-    metrics = st.default_metrics()
-    source = PrometheusSource(client, baseline_selector, canary_selector, metrics, route_min_share=route_min_share)
+    metrics = st.default_metrics(lb=bool(lb_selectors))
+    source = PrometheusSource(
+        client, baseline_selector, canary_selector, metrics, route_min_share=route_min_share, lb_selectors=lb_selectors
+    )
     live = source.snapshot(now - window, now)
+    if lb_selectors:
+        check_lb_series(source, live)
     # the rate the first step will see: the higher of the window's and the last three looks' (at least 15 s; a
     # colour that went live within the window, after another deploy, is not taken for a quiet one)
     recent_s = max(3 * every, 15.0)
@@ -135,6 +153,7 @@ def plan(
             "scrape_interval": scrape,
             "routes": live.routes,
             "rate_window": rate_window,
+            "judged_metrics": [m.name for m in metrics],
             "requested_steps": list(steps),
             "changed_steps": p.steps != list(steps),
         }
@@ -158,6 +177,7 @@ def sequential(
     after_switch: bool = False,
     baseline_start=None,
     baseline_end=None,
+    lb_selectors: dict | None = None,
     clock=time.time,
     sleep=time.sleep,
 ) -> dict:
@@ -173,10 +193,16 @@ def sequential(
             raise ValueError(
                 f"the baseline window ({window[1] - window[0]:.1f} s) is under two looks ({every:g} s each)"
             )
-    metrics = st.default_metrics()
+    metrics = st.default_metrics(lb=bool(lb_selectors))
     judge = sq.SequentialJudge(metrics, alpha=alpha, fail_fraction=fail_fraction, steps=judged_steps)
     source = PrometheusSource(
-        client, baseline_selector, canary_selector, metrics, route_min_share=route_min_share, baseline_window=window
+        client,
+        baseline_selector,
+        canary_selector,
+        metrics,
+        route_min_share=route_min_share,
+        baseline_window=window,
+        lb_selectors=lb_selectors,
     )
     outcome = st.watch_step(
         judge,

@@ -1,6 +1,6 @@
 """A real Prometheus scraping stand-in app slots, started once for the canary tests.
 
-Five scenarios run side by side, each a baseline exporter and a canary exporter (tests/integration/
+Seven scenarios run side by side, each a baseline exporter and a canary exporter (tests/integration/
 canary/exporter.py), all on 127.0.0.1: A/A, +5 points of errors, +50 % latency, a heavier tail
 with the same median, and +0.65 points of errors at six times the traffic (significant, but
 within tolerance). Prometheus (the Debian package, installed by scripts/bootstrap) scrapes them every
@@ -36,13 +36,16 @@ SCENARIOS = {
     "negligible": ({**BASE, "rate": 6 * RATE}, {**BASE, "rate": 6 * RATE, "error_ratio": 0.0165}),
     # for the sequential judge only: its canary is restarted while a step is watched
     "restart": (BASE, BASE),
+    # for the sequential judge only: 6 % of the canary's requests fail at the load balancer
+    # (HAProxy's response errors for its server) while the app counts them as answered
+    "lbfail": (BASE, {**BASE, "lb_failure_ratio": 0.06}),
 }
 
 
 class Lab:
     """What the tests need to know: the Prometheus URL, the scenarios and the window to ask for."""
 
-    scenarios = tuple(s for s in SCENARIOS if s != "restart")
+    scenarios = tuple(s for s in SCENARIOS if s not in ("restart", "lbfail"))
     window_s = WINDOW_S
     warmup_s = WARMUP_S
 

@@ -35,6 +35,9 @@ def main() -> None:
     ap.add_argument("--colour", default="blue")
     ap.add_argument("--version", default="1.0.0")
     ap.add_argument("--seed", type=int, default=0)
+    # HAProxy's counters for this slot's server: a share of requests fail at the load balancer
+    # (refused or aborted: HAProxy answers 502/503 itself) while the app counts them as answered
+    ap.add_argument("--lb-failure-ratio", type=float, default=0.0)
     args = ap.parse_args()
 
     registry = CollectorRegistry()
@@ -51,6 +54,16 @@ def main() -> None:
     Gauge("free4allweb_build_info", "Build info.", ["version", "colour"], registry=registry).labels(
         args.version, args.colour
     ).set(1)
+    lb_labels = {"proxy": "app", "server": f"s1_{args.colour}"}
+    lb_responses = Counter(
+        "haproxy_server_http_responses", "HAProxy: responses by class.", [*lb_labels, "code"], registry=registry
+    )
+    lb_failed = {
+        name: Counter(f"haproxy_server_{name}", f"HAProxy: {name}.", list(lb_labels), registry=registry).labels(
+            **lb_labels
+        )
+        for name in ("connection_errors", "response_errors")
+    }
     route = ("/api/games", "GET")
     # create the series up front, as a long-running app would have them
     requests.labels(*route, "200")
@@ -74,6 +87,10 @@ def main() -> None:
                 hist.observe(float(v))
             err.inc(errors)
             ok.inc(n - errors)
+            lost = int(rng.binomial(n, args.lb_failure_ratio)) if args.lb_failure_ratio else 0
+            lb_failed["response_errors"].inc(lost)
+            lb_responses.labels(**lb_labels, code="5xx").inc(max(0, errors - lost))
+            lb_responses.labels(**lb_labels, code="2xx").inc(n - max(errors, lost))
         next_tick += TICK_S
         stop.wait(max(0.0, next_tick - time.monotonic()))
 

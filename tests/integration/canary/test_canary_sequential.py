@@ -91,6 +91,24 @@ def test_a_worse_canary_fails_naming_the_metric(seq, scenario, metric):
     assert r["took"] < seq["watched"]["aa"]["took"], (r["took"], seq["watched"]["aa"]["took"])
 
 
+def test_the_plan_checks_the_load_balancers_series_before_any_change(seq):
+    assert "lb_error_ratio" in seq["plan_lb"]["judged_metrics"], seq["plan_lb"]
+    assert "lb_error_ratio" not in seq["plan_ample"]["judged_metrics"]
+    missing = seq["plan_lb_missing"]
+    assert missing["failed"] and "no load balancer counters for the canary's servers" in missing["msg"], missing
+    assert "_purple" in missing["msg"]
+
+
+def test_a_canary_failing_at_the_load_balancer_fails_though_the_app_sees_nothing(seq):
+    r = seq["lb_watched"]
+    assert r["verdict"] == "fail", r["reason"]
+    assert r["failed_metrics"] == ["lb_error_ratio"] and "lb_error_ratio" in r["reason"], r
+    # the app's own counts of the same requests do not fail
+    last = r["history"][-1]["metrics"]
+    assert "fail" not in {v["decision"] for v in last["error_ratio"].values()}
+    assert r["took"] < seq["watched"]["aa"]["took"]
+
+
 def test_after_the_switch_an_equal_colour_is_kept(seq):
     r = seq["after_switch"]
     assert r["verdict"] == "pass", r["reason"]
