@@ -112,6 +112,28 @@ def test_partial_error_ratio_is_honoured(migrated):
     assert set(codes) == {200, 500}
 
 
+def test_hidden_errors_fail_without_the_app_counting_them(migrated):
+    from prometheus_client import REGISTRY
+
+    def counted():
+        return sum(
+            REGISTRY.get_sample_value(
+                "free4allweb_http_requests_total", {"route": "/api/games", "method": "GET", "status": s}
+            )
+            or 0.0
+            for s in ("200", "500")
+        )
+
+    settings = Settings(database_url=migrated, version="9.9.9", colour="green", faults=Faults(hidden_error_ratio=1.0))
+    before = counted()
+    with TestClient(create_app(settings)) as client:
+        answers = [client.get("/api/games") for _ in range(5)]
+        health = client.get("/health")
+    assert {a.status_code for a in answers} == {500} and health.status_code == 200
+    assert answers[0].headers["x-app-version"] == "9.9.9"
+    assert counted() == before, "the app counted requests that failed below its instrumentation"
+
+
 def test_latency_fault_delays_api_requests(migrated):
     with make_client(migrated, latency_ms=150) as client:
         started = time.perf_counter()

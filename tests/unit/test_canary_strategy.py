@@ -298,6 +298,8 @@ def test_the_source_reads_haproxys_failures_for_each_colours_servers():
     answers = [
         (("_green", "connection_errors_total"), [_Sample(30.0)]),  # the canary refuses connections
         (("_blue", "connection_errors_total"), [_Sample(0.0)]),
+        (("_green", 'code="5xx"'), [_Sample(3.0)]),  # the app's own 1 %
+        (("_blue", 'code="5xx"'), [_Sample(30.0)]),
         (("_green", "http_responses_total"), [_Sample(270.0)]),
         (("_blue", "http_responses_total"), [_Sample(3000.0)]),
         *_app_answers("blue", 3000.0, 30.0),
@@ -310,8 +312,8 @@ def test_the_source_reads_haproxys_failures_for_each_colours_servers():
     )
     snap = source.snapshot(1000.0, 1060.0)
     lb = snap.data[st.LB_METRIC]
-    assert (float(lb.canary_events), float(lb.canary_total)) == (30.0, 300.0)
-    assert (float(lb.baseline_events), float(lb.baseline_total)) == (0.0, 3000.0)
+    assert (float(lb.canary_events), float(lb.canary_total)) == (33.0, 300.0)
+    assert (float(lb.baseline_events), float(lb.baseline_total)) == (30.0, 3000.0)
     asked = "\n".join(client.asked)
     for name in ("haproxy_server_http_responses_total", *live.LB_FAILURES):
         assert f'{name}{{job="haproxy",server=~".+_green"}}[60s]' in asked

@@ -42,10 +42,16 @@ class Faults:
     tail_ratio: float = 0.0
     tail_latency_ms: float = 0.0
     ready_fail: bool = False
+    # a share of API requests answered 500 outside the app's own metrics, as a failure below the
+    # app's instrumentation would be (a crash answered by the web server). Only the load
+    # balancer counts these. (They carry the version headers, so tests can tell whose they are.)
+    hidden_error_ratio: float = 0.0
 
     @property
     def active(self) -> bool:
-        return bool(self.error_ratio or self.latency_ms or self.tail_ratio or self.ready_fail)
+        return bool(
+            self.error_ratio or self.latency_ms or self.tail_ratio or self.ready_fail or self.hidden_error_ratio
+        )
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,7 @@ class Settings:
             tail_ratio=_ratio("F4A_FAULT_TAIL_RATIO", env.get("F4A_FAULT_TAIL_RATIO", "0")),
             tail_latency_ms=_non_negative("F4A_FAULT_TAIL_LATENCY_MS", env.get("F4A_FAULT_TAIL_LATENCY_MS", "0")),
             ready_fail=_flag(env.get("F4A_FAULT_READY_FAIL", "false")),
+            hidden_error_ratio=_ratio("F4A_FAULT_HIDDEN_ERROR_RATIO", env.get("F4A_FAULT_HIDDEN_ERROR_RATIO", "0")),
         )
         return cls(
             database_url=url,

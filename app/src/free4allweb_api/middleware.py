@@ -53,6 +53,12 @@ class RequestObserver:
                 message["headers"] = list(message.get("headers", [])) + self.headers
             await send(message)
 
+        faults = self.settings.faults
+        if faults.hidden_error_ratio and path.startswith("/api/") and self.rng.random() < faults.hidden_error_ratio:
+            # answered before (and outside) the metrics below: the app never counts this request
+            await self._error(send_with_headers)
+            return
+
         try:
             if path.startswith("/api/") and self.settings.faults.active:
                 injected = await self._inject(send_with_headers)
@@ -73,17 +79,18 @@ class RequestObserver:
         if delay_ms:
             await asyncio.sleep(delay_ms / 1000.0)
         if faults.error_ratio and self.rng.random() < faults.error_ratio:
-            body = b'{"error":"injected fault"}'
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await self._error(send)
             return True
         return False
+
+    @staticmethod
+    async def _error(send) -> None:
+        body = b'{"error":"injected fault"}'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 500,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -23,9 +23,10 @@ from ansible_collections.free4allweb.devops.plugins.module_utils.prometheus impo
     parse_duration,
 )
 
-# HAProxy's own counters per server (its Prometheus exporter): what it sent each server and
-# what failed there without an answer from the app (refused or failed connections, responses
-# aborted or timed out: HAProxy answers those 502/503/504 itself, and the app never counts them)
+# HAProxy's own counters per server (its Prometheus exporter): the responses it got from each
+# server by class, and what failed there without a response (refused or failed connections,
+# responses aborted or timed out: HAProxy answers those 502/503/504 itself). Its 5xx include
+# what the server stack answered below the app's instrumentation, which the app never counts.
 LB_RESPONSES = "haproxy_server_http_responses_total"
 LB_FAILURES = ("haproxy_server_connection_errors_total", "haproxy_server_response_errors_total")
 REQUESTS = "free4allweb_http_requests_total"
@@ -119,16 +120,18 @@ class PrometheusSource:
         lb = None
         if self.lb_selectors is not None:
             lsel = self.lb_selectors[colour]
-            lb = {"requests": 0.0, "errors": 0.0}
             answered = self._query(f"sum(increase({LB_RESPONSES}{{{lsel}}}[{w}]))", until)
+            answered_5xx = self._query(f'sum(increase({LB_RESPONSES}{{{lsel},code="5xx"}}[{w}]))', until)
             failures = " + ".join(f"sum(increase({name}{{{lsel}}}[{w}]))" for name in LB_FAILURES)
-            failed = self._query(failures, until)
-            # both present, or no data (an empty sum is no series, not zero)
-            lb["series"] = min(len(answered), len(failed))
-            lb["requests"] = sum(s.values[0] for s in answered)
-            lb["errors"] = sum(s.values[0] for s in failed)
-            # a failure is also a request HAProxy sent: no answer came back to count among the responses
-            lb["requests"] += lb["errors"]
+            lost = self._query(failures, until)
+            lost_n = sum(s.values[0] for s in lost)
+            lb = {
+                # all present, or no data (an empty sum is no series, not zero)
+                "series": min(len(answered), len(answered_5xx), len(lost)),
+                # a request HAProxy sent that got no response is not among the responses
+                "requests": sum(s.values[0] for s in answered) + lost_n,
+                "errors": sum(s.values[0] for s in answered_5xx) + lost_n,
+            }
         restarts = 0.0
         if colour == "canary":
             # a counter that went back to zero is a process that restarted; a scrape that found

@@ -40,8 +40,8 @@ LB_METRIC = "lb_error_ratio"
 def default_metrics(lb: bool = False) -> list[sq.SequentialMetric]:
     """The reference app's metrics: +2 points of errors, +20 % p95, +50 % p99 (the tail), each
     per route; with `lb`, also +2 points of failures the load balancer saw on the canary's servers
-    (failures the app never counts: refused connections, aborted or timed-out responses). Queries
-    are the Prometheus source's (see PrometheusSource)."""
+    (5xx, refused connections, aborted or timed-out responses: also those the app never counts).
+    Queries are the Prometheus source's (see PrometheusSource)."""
     return [*_app_metrics(), *([_lb_metric()] if lb else [])]
 
 
@@ -53,8 +53,8 @@ def _lb_metric() -> sq.SequentialMetric:
         by_route=False,
         source="lb",
         unit="ratio",
-        description="share of the canary servers' requests that failed at the load balancer "
-        "(connection errors, aborted or timed-out responses), over all routes",
+        description="share of the canary servers' requests that failed as the load balancer saw them "
+        "(5xx, connection errors, aborted or timed-out responses), over all routes",
     )
 
 

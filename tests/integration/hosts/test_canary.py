@@ -1,8 +1,10 @@
 """Canary releases on the lab, judged by canary_evaluate against the real Prometheus scraping the
 real app slots, under bounded load. Runs after test_blue_green.py. A good release promoted
 through every step under load is tests/integration/test_rollout_everywhere.py (hosts_platform);
-a release with only a heavier tail (p99) is tests/integration/canary/test_canary_sequential.py,
-the same judge against a real Prometheus without the lab (it was here too, at 2 minutes of CI).
+a release with only a heavier tail (p99), or with more 5xx in the app's own counts, is
+tests/integration/canary/test_canary_sequential.py, the same judge against a real Prometheus
+without the lab. Here the bad releases fail where only the lab can show it: errors that only
+HAProxy counts (lb_error_ratio), a slower p95 through the real stack, Prometheus going away.
 
 Every release here takes 30 ms per API request (injected latency standing in for real work), so
 latencies are large enough for "+50 % p95" to mean more than the judge's 5 ms noise floor: the
@@ -108,10 +110,14 @@ def test_a_baseline_with_realistic_latency_goes_live(provisioned_lab):
     assert live_version() == BASE
 
 
-def test_release_with_more_errors_is_rolled_back_at_the_first_step(provisioned_lab):
-    step = assert_rolled_back(*canary(ERRORS, {"error_ratio": 0.05}), ERRORS, BASE)
+def test_release_failing_below_the_app_is_rolled_back_on_haproxys_count(provisioned_lab):
+    # 5 % of the canary's API requests answered 500 outside the app's own metrics (as a crash below
+    # its instrumentation would be): the app counts none of them, HAProxy counts them all. (A 5xx
+    # the app counts fails error_ratio: tests/integration/canary against a real Prometheus.)
+    step = assert_rolled_back(*canary(ERRORS, {"hidden_error_ratio": 0.05}), ERRORS, BASE)
     assert step["result"] == "fail"
-    assert metric(step, "error_ratio")["classification"] == "fail"
+    assert metric(step, "lb_error_ratio")["classification"] == "fail", step
+    assert metric(step, "error_ratio")["classification"] != "fail", step
 
 
 def test_release_with_slower_p95_is_rolled_back(provisioned_lab):
