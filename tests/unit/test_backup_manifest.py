@@ -161,3 +161,49 @@ def test_repository_options_from_pgbackrest_conf(tmp_path):
     assert repo_options(conf, "main", 1) == {"path": "/srv/repo", "type": "posix"}
     assert repo_options(conf, "main", 2)["s3-bucket"] == "override"
     assert repo_options(conf, "main", 2)["path"] == "/var/lib/pgbackrest"
+
+
+def _good():
+    return {
+        "format": 1,
+        "point": {"restore_point": "f4a-x", "lsn": "0/3000028", "time": 1.5},
+        "databases": {
+            "app": {"tables": {"public.a": {"rows": 2, "checksum": "ab"}, "public.b": {"rows": 0, "checksum": "cd"}}}
+        },
+        "tables": 2,
+        "rows": 2,
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda d: d.clear(), "format is None"),
+        (lambda d: d["databases"]["app"].update(tables={}), "it lists 0 tables, but its total says 2"),
+        (lambda d: d["databases"]["app"]["tables"].pop("public.a"), "its tables hold 0 rows, but its total says 2"),
+        (lambda d: d["point"].pop("restore_point"), "point.restore_point is missing"),
+        (lambda d: d["point"].update(lsn="nope"), "point.lsn is 'nope', not an LSN"),
+        (lambda d: d["point"].update(time=float("nan")), "point.time is nan, not a number"),
+        (lambda d: d["databases"]["app"]["tables"]["public.a"].update(rows="2"), "app.public.a has no row count"),
+        (lambda d: d.update(format=2), "format is 2, expected 1"),
+        (lambda d: d.update(databases={}), "no databases"),
+    ],
+)
+def test_validate_names_what_is_wrong(change, problem):
+    assert manifest.validate(_good(), restore_point=True) == []
+    doc = _good()
+    change(doc)
+    assert any(problem in p for p in manifest.validate(doc, restore_point=True)), manifest.validate(doc)
+
+
+def test_parse_names_the_file_for_bad_json_a_wrong_digest_and_a_non_object():
+    import json
+
+    text = json.dumps(_good())
+    assert manifest.parse(text, "repo/m.json", restore_point=True, sha256=manifest.sha256_text(text)) == _good()
+    with pytest.raises(manifest.ManifestError, match=r"repo/m.json is not valid JSON .*truncated or corrupt"):
+        manifest.parse(text[:20], "repo/m.json")
+    with pytest.raises(manifest.ManifestError, match=r"repo/m.json is not the manifest written at backup time"):
+        manifest.parse(text, "repo/m.json", sha256="0" * 64)
+    with pytest.raises(manifest.ManifestError, match=r"repo/m.json is not a valid data manifest: it is a JSON list"):
+        manifest.parse("[]", "repo/m.json")

@@ -4,13 +4,15 @@ signature checked). Each corruption is made for real in the repository, then und
 
 from __future__ import annotations
 
+import contextlib
+import json
 import threading
 import time
 
 import pytest
 
+from ansible_collections.free4allweb.devops.plugins.module_utils.backup import manifest, verify
 from ansible_collections.free4allweb.devops.plugins.module_utils.backup import store as store_mod
-from ansible_collections.free4allweb.devops.plugins.module_utils.backup import verify
 from tests.support.pgbackrest_cluster import ArchivedCluster, flipped_byte, moved_aside
 from tests.support.s3_front import S3Front
 
@@ -243,3 +245,77 @@ def test_s3_signatures_are_checked(s3):
     )
     with pytest.raises(store_mod.StoreError, match="403"):
         wrong.list("f4a/")
+
+
+# ---------------------------------------------------------------- manifests that cannot be trusted
+
+
+@contextlib.contextmanager
+def stored_manifest(c: ArchivedCluster, label: str, text: str, repo: int = 1):
+    """The data manifest of `label` replaced by `text` in the repository, then put back."""
+    store, key = c.store(repo), verify.manifest_key("test", label)
+    original = store.get_text(key)
+    store.put_text(key, text)
+    try:
+        yield f"{store.description}/{key}"
+    finally:
+        store.put_text(key, original)
+
+
+def test_an_emptied_manifest_is_not_verified(cluster):
+    """'{}' used to read as 'no manifest was recorded' and verify as a pass."""
+    label = cluster.backup("incr")["backups"][0]["label"]
+    with stored_manifest(cluster, label, "{}") as name:
+        result = verify_physical(cluster, label=label)
+        relaxed = verify_physical(cluster, label=label, require_manifest=False)
+    assert not result["verified"] and not relaxed["verified"]
+    assert result["reason"].startswith(f"structure: {name} is not the manifest written at backup time")
+
+
+def test_a_hollow_manifest_with_a_matching_annotation_is_not_verified(cluster):
+    """Entries removed, totals kept, and the annotation rewritten to match: the totals give it away."""
+    label = cluster.backup("incr")["backups"][0]["label"]
+    store, key = cluster.store(1), verify.manifest_key("test", label)
+    doc = json.loads(store.get_text(key))
+    doc["databases"]["app"]["tables"] = {}
+    hollow = json.dumps(doc)
+    cluster.pgbr().annotate(1, label, {verify.MANIFEST_SHA256: manifest.sha256_text(hollow)})
+    with stored_manifest(cluster, label, hollow) as name:
+        result = verify_physical(cluster, label=label)
+    assert not result["verified"]
+    assert f"{name} is not a valid data manifest: it lists" in result["reason"]
+    assert f"but its total says {doc['tables']}" in result["reason"]
+
+
+def test_a_truncated_manifest_is_not_verified_and_the_dr_choice_moves_on(cluster):
+    older = cluster.backup("incr")["backups"][0]["label"]
+    newest = cluster.backup("incr")["backups"][0]["label"]
+    text = cluster.store(1).get_text(verify.manifest_key("test", newest))
+    with stored_manifest(cluster, newest, text[: len(text) // 2]) as name:
+        result = verify_physical(cluster, label=newest)
+        chosen = verify.newest_verified(
+            cluster.pgbr(),
+            cluster.store(1),
+            repo=1,
+            trust_records=False,
+            verify_kwargs={"scratch_base": str(cluster.scratch), "bindir": "/usr/lib/postgresql/15/bin"},
+        )
+    assert not result["verified"]
+    assert f"structure: {name} is not the manifest written at backup time" in result["reason"]
+    assert chosen["label"] == older and chosen["how"] == "verified now"
+    assert chosen["attempts"][0]["label"] == newest and not chosen["attempts"][0]["verified"]
+    assert name in chosen["attempts"][0]["reason"]
+
+
+def test_a_truncated_logical_manifest_is_not_verified(cluster, s3):
+    out = cluster.logical()
+    key = f"pgbackrest/f4a/test/logical/{out['stamp']}/manifest.json"
+    client = s3.client()
+    body = client.get_object(Bucket="f4a-unit-backups", Key=key)["Body"].read()
+    client.put_object(Bucket="f4a-unit-backups", Key=key, Body=body[: len(body) // 3])
+    try:
+        result = verify_logical(cluster)
+    finally:
+        client.put_object(Bucket="f4a-unit-backups", Key=key, Body=body)
+    assert not result["verified"]
+    assert "manifest.json is not valid JSON" in result["reason"] and "truncated or corrupt" in result["reason"]

@@ -31,7 +31,7 @@ from .logical import expire_logical, logical_backup
 from .pgbackrest import PgBackRest, PgBackRestError, read_config, repo_options, repositories, wal_segment
 from .runner import CommandFailed, Runner
 from .store import StoreError, stanza_prefix, store_for
-from .verify import backup_summary, load_json, manifest_key, record_key
+from .verify import MANIFEST_SHA256, backup_summary, load_json, manifest_key, record_key
 
 CONFIG = "/etc/free4allweb/backup.json"
 DEFAULTS = {
@@ -130,8 +130,12 @@ def cmd_backup(ctx: Context, kind: str, repos: list[int]) -> dict:
     for repo in repos:
         backup = backups[repo]
         doc = {"kind": "physical", "stanza": ctx.stanza, "repo": repo, "backup": backup_summary(backup), **data}
-        ctx.store(repo).put_text(manifest_key(ctx.stanza, backup["label"]), json.dumps(doc, indent=1))
-        ctx.pgbr.annotate(repo, backup["label"], {"f4a-restore-point": point})
+        text = json.dumps(doc, indent=1)
+        ctx.store(repo).put_text(manifest_key(ctx.stanza, backup["label"]), text)
+        # the manifest's sha256 goes into the backup itself: verify refuses a manifest that is not this one
+        ctx.pgbr.annotate(
+            repo, backup["label"], {"f4a-restore-point": point, MANIFEST_SHA256: manifest_mod.sha256_text(text)}
+        )
         labels = {b["label"] for b in ctx.pgbr.backups(repo)}
         out.append(
             {

@@ -26,6 +26,9 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import hashlib
+import json
+import math
+import re
 import time
 
 from .database import execute, fetch_all, fetch_one, quote_ident
@@ -67,6 +70,83 @@ PERSISTENCE = {"p": "permanent", "u": "unlogged"}
 
 class ManifestError(Exception):
     pass
+
+
+LSN = re.compile(r"^[0-9A-F]{1,8}/[0-9A-F]{1,8}$")
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def validate(doc, *, restore_point: bool = False) -> list[str]:
+    """What is wrong with a data manifest (as `capture` returns it), or [] when nothing is.
+
+    Checks the format, the point it describes (with `restore_point`: a named restore point is
+    required, as for a physical backup), every database's table entries, and that the manifest's
+    own totals (tables, rows) equal what its entries add up to: a manifest emptied or with entries
+    removed never reads as "nothing to compare"."""
+    if not isinstance(doc, dict):
+        return [f"it is a JSON {type(doc).__name__}, not an object"]
+    problems = []
+    if doc.get("format") != FORMAT:
+        problems.append(f"format is {doc.get('format')!r}, expected {FORMAT}")
+    point = doc.get("point")
+    if not isinstance(point, dict):
+        problems.append("no point (the LSN and time the manifest describes)")
+    else:
+        if not (isinstance(point.get("lsn"), str) and LSN.match(point["lsn"])):
+            problems.append(f"point.lsn is {point.get('lsn')!r}, not an LSN")
+        if not _number(point.get("time")):
+            problems.append(f"point.time is {point.get('time')!r}, not a number")
+        if restore_point and not (isinstance(point.get("restore_point"), str) and point["restore_point"]):
+            problems.append("point.restore_point is missing (a physical backup's manifest names one)")
+    databases = doc.get("databases")
+    if not isinstance(databases, dict) or not databases:
+        problems.append("no databases")
+        return problems
+    tables = rows = 0
+    for db, entry in sorted(databases.items()):
+        entries = entry.get("tables") if isinstance(entry, dict) else None
+        if not isinstance(entries, dict):
+            problems.append(f"database {db} has no table list")
+            continue
+        for table, t in sorted(entries.items()):
+            if not (isinstance(t, dict) and isinstance(t.get("rows"), int) and not isinstance(t["rows"], bool)):
+                problems.append(f"{db}.{table} has no row count")
+            elif t["rows"] < 0 or not isinstance(t.get("checksum"), str) or not t["checksum"]:
+                problems.append(f"{db}.{table} has a negative row count or no checksum")
+            else:
+                rows += t["rows"]
+            tables += 1
+    if doc.get("tables") != tables:
+        problems.append(f"it lists {tables} tables, but its total says {doc.get('tables')!r}")
+    if doc.get("rows") != rows:
+        problems.append(f"its tables hold {rows} rows, but its total says {doc.get('rows')!r}")
+    return problems
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def parse(text: str, name: str, *, restore_point: bool = False, sha256: str | None = None) -> dict:
+    """The manifest stored as `text` (named `name` in errors), checked: its sha256 against the one
+    recorded elsewhere at backup time (when given), its JSON, then `validate`. Raises
+    ManifestError naming `name` and what is wrong."""
+    if sha256 and sha256_text(text) != sha256:
+        raise ManifestError(
+            f"{name} is not the manifest written at backup time: its sha256 is {sha256_text(text)[:12]}..., "
+            f"the backup's annotation recorded {sha256[:12]}..."
+        )
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise ManifestError(f"{name} is not valid JSON ({exc}): {len(text)} bytes, truncated or corrupt") from exc
+    problems = validate(doc, restore_point=restore_point)
+    if problems:
+        raise ManifestError(f"{name} is not a valid data manifest: {'; '.join(problems[:5])}")
+    return doc
 
 
 def excluded(database: str, table: str, patterns) -> bool:

@@ -110,7 +110,7 @@ def _check_copy(v: Verification, scratch: Scratch, recorded: dict | None, *, ass
     amcheck = scratch.runner.start(scratch.amcheck_command(jobs))
     t_amcheck = time.monotonic()
     try:
-        if recorded:
+        if recorded is not None:
             t0 = time.monotonic()
             try:
                 skip = [*(exclude or ()), *recorded.get("excluded", ())]
@@ -176,8 +176,32 @@ def record_key(stanza: str, name: str) -> str:
 
 
 def load_json(store, key: str) -> dict | None:
+    """A JSON object stored at key, or None when there is none or it does not read as one
+    (a verification record that cannot be read is no record)."""
     text = store.get_text(key)
-    return json.loads(text) if text else None
+    if text is None:
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+MANIFEST_SHA256 = "f4a-manifest-sha256"
+
+
+def load_manifest(store, key: str, *, restore_point: bool = False, sha256: str | None = None) -> dict | None:
+    """The data manifest at key, checked (manifest.parse), or None when none was stored.
+    Raises ManifestError naming the file when it is there but cannot be trusted."""
+    text = store.get_text(key)
+    if text is None:
+        if sha256:
+            raise manifest_mod.ManifestError(
+                f"{store.description}/{key} is missing, though the backup's annotation records its sha256"
+            )
+        return None
+    return manifest_mod.parse(text, f"{store.description}/{key}", restore_point=restore_point, sha256=sha256)
 
 
 def verify_physical(
@@ -214,7 +238,16 @@ def verify_physical(
         backup_age_seconds=round(now - summary["time_stop"], 1),
         sizes={"backup": summary["size"], "repository": summary["repo_size"]},
     )
-    recorded = load_json(store, manifest_key(pgbr.stanza, summary["label"]))
+    try:
+        recorded = load_manifest(
+            store,
+            manifest_key(pgbr.stanza, summary["label"]),
+            restore_point=True,
+            sha256=summary["annotation"].get(MANIFEST_SHA256),
+        )
+    except manifest_mod.ManifestError as exc:
+        v.record("structure", False, 0.0, str(exc))
+        return v.finish()
     if recorded is None and require_manifest:
         v.record(
             "structure",
@@ -224,7 +257,7 @@ def verify_physical(
         )
         return v.finish()
     point = (recorded or {}).get("point", {})
-    if recorded:
+    if recorded is not None:
         v.result["manifest"] = {
             "restore_point": point.get("restore_point"),
             "lsn": point.get("lsn"),
@@ -303,6 +336,52 @@ def logical_prefix(stanza: str) -> str:
     return f"{stanza_prefix(stanza)}/logical"
 
 
+def load_logical_manifest(store, key: str) -> dict:
+    """A logical backup's manifest.json, checked: its JSON, its files (each with a size and a
+    sha256) and the data manifest inside it (manifest.validate). Raises ManifestError naming the
+    file and what is wrong."""
+    name = f"{store.description}/{key}"
+    text = store.get_text(key)
+    if text is None:
+        raise manifest_mod.ManifestError(f"{name} is missing")
+    try:
+        meta = json.loads(text)
+    except ValueError as exc:
+        raise manifest_mod.ManifestError(
+            f"{name} is not valid JSON ({exc}): {len(text)} bytes, truncated or corrupt"
+        ) from exc
+    if not isinstance(meta, dict):
+        raise manifest_mod.ManifestError(f"{name} is a JSON {type(meta).__name__}, not an object")
+    problems = []
+    if meta.get("format") != 1:
+        problems.append(f"format is {meta.get('format')!r}, expected 1")
+    if not (isinstance(meta.get("time"), (int, float)) and not isinstance(meta.get("time"), bool)):
+        problems.append(f"time is {meta.get('time')!r}, not a number")
+    files = meta.get("files")
+    if not isinstance(files, dict) or not files:
+        problems.append("no files")
+    else:
+        for fname, info in sorted(files.items()):
+            if not (
+                isinstance(info, dict)
+                and isinstance(info.get("size"), int)
+                and isinstance(info.get("sha256"), str)
+                and len(info["sha256"]) == 64
+            ):
+                problems.append(f"file {fname} has no size or sha256")
+            elif info.get("database") is not None and not isinstance(info["database"], str):
+                problems.append(f"file {fname} names no database")
+    problems += [f"data: {p}" for p in manifest_mod.validate(meta.get("data"))]
+    if not problems:
+        dumped = {info["database"] for info in files.values() if info.get("database")}
+        missing = sorted(set(meta["data"]["databases"]) - dumped)
+        if missing:
+            problems.append(f"no dump for database(s) {', '.join(missing)} that the data manifest lists")
+    if problems:
+        raise manifest_mod.ManifestError(f"{name} is not a valid logical backup manifest: {'; '.join(problems[:5])}")
+    return meta
+
+
 def logical_backups(store, stanza: str) -> list[str]:
     """Stamps of complete logical backups (those with a manifest.json), oldest first."""
     prefix = logical_prefix(stanza) + "/"
@@ -353,7 +432,12 @@ def verify_logical(
         v.record("structure", False, 0.0, f"no logical backup {stamp} (there are: {', '.join(stamps)})")
         return v.finish()
     prefix = f"{logical_prefix(stanza)}/{stamp}"
-    meta = load_json(store, f"{prefix}/manifest.json")
+    try:
+        meta = load_logical_manifest(store, f"{prefix}/manifest.json")
+    except manifest_mod.ManifestError as exc:
+        v.result.update(backup={"label": stamp, "type": "logical"}, stanza=stanza, store=store.description)
+        v.record("structure", False, time.monotonic() - t0, str(exc))
+        return v.finish()
     now = time.time() if now is None else now
     v.result.update(
         backup={"label": stamp, "type": "logical", "time_stop": meta["time"], "files": meta["files"]},
@@ -487,7 +571,10 @@ def newest_verified(
             if rec and rec.get("verified"):
                 return {"label": b["label"], "how": "recorded verification", "record": rec, "attempts": attempts}
     for b in candidates[:max_candidates]:
-        result = verify_physical(pgbr, store, repo=repo, label=b["label"], **verify_kwargs)
+        try:
+            result = verify_physical(pgbr, store, repo=repo, label=b["label"], **verify_kwargs)
+        except Exception as exc:  # one backup that cannot be verified must not stop the search
+            result = {"verified": False, "reason": f"verification raised {type(exc).__name__}: {exc}"}
         attempts.append({"label": b["label"], "verified": result["verified"], "reason": result["reason"]})
         if result["verified"]:
             record(store, pgbr.stanza, b["label"], result)
