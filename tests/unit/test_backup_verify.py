@@ -13,6 +13,7 @@ import pytest
 
 from ansible_collections.free4allweb.devops.plugins.module_utils.backup import manifest, verify
 from ansible_collections.free4allweb.devops.plugins.module_utils.backup import store as store_mod
+from ansible_collections.free4allweb.devops.plugins.module_utils.backup.pgbackrest import PgBackRest, PgBackRestError
 from tests.support.pgbackrest_cluster import ArchivedCluster, flipped_byte, moved_aside
 from tests.support.s3_front import S3Front
 
@@ -319,3 +320,26 @@ def test_a_truncated_logical_manifest_is_not_verified(cluster, s3):
         client.put_object(Bucket="f4a-unit-backups", Key=key, Body=body)
     assert not result["verified"]
     assert "manifest.json is not valid JSON" in result["reason"] and "truncated or corrupt" in result["reason"]
+
+
+def test_a_wrong_repository_passphrase_is_a_verdict_naming_the_repository(cluster):
+    """pgbackrest info exits 0 with status 99 and raw bytes; this used to be a UnicodeDecodeError."""
+    conf = cluster.conf.with_name("wrong-passphrase.conf")  # where the postgres user can read it
+    conf.write_text(cluster.conf.read_text().replace(PASSPHRASE, "not-the-passphrase"))
+    conf.chmod(0o644)
+    wrong = PgBackRest(cluster.runner, "test", str(conf))
+    unreadable = r"repo2 of stanza test cannot be read: pgbackrest info status 99: .*wrong repository passphrase"
+    for _ in range(5):  # the raw bytes differ from run to run: some hold control characters
+        with pytest.raises(PgBackRestError, match=unreadable):
+            wrong.info(2)
+    with pytest.raises(PgBackRestError, match=unreadable):
+        wrong.info(2)
+    result = verify.verify_physical(
+        wrong,
+        cluster.store(2),
+        repo=2,
+        scratch_base=str(cluster.scratch),
+        bindir="/usr/lib/postgresql/15/bin",
+    )
+    assert not result["verified"]
+    assert "repo2 of stanza test cannot be read" in result["reason"]

@@ -144,11 +144,35 @@ class PgBackRest:
 
     def info(self, repo: int | None = None) -> dict:
         opts = ["--output=json"] + ([f"--repo={repo}"] if repo else [])
-        data = json.loads(self.run("info", *opts).stdout or "[]")
+        out = self.run("info", *opts).stdout or "[]"
+        try:
+            # strict=False: a repository it could not decrypt puts raw bytes, control characters
+            # included, into the status message
+            data = json.loads(out, strict=False)
+        except ValueError as exc:
+            raise PgBackRestError(f"pgbackrest info --output=json did not print JSON ({exc}): {out[:200]!r}") from exc
         for entry in data:
             if entry.get("name") == self.stanza:
+                if repo:
+                    self._check_repo_status(entry, repo)
                 return entry
         raise PgBackRestError(f"stanza {self.stanza} not found in pgbackrest info")
+
+    def _check_repo_status(self, entry: dict, repo: int) -> None:
+        """pgbackrest info exits 0 even when it could not read a repository (a wrong passphrase
+        gives status 99 with the raw bytes it failed on): a repository whose status is not ok or
+        "no valid backups" (2) is an error naming it."""
+        for listed in entry.get("repo", []):
+            if listed.get("key") != repo:
+                continue
+            status = listed.get("status") or {}
+            code = status.get("code", 0)
+            if code not in (0, 2):
+                message = " ".join(str(status.get("message", "")).split())[:300]
+                hint = " (with status 99, a wrong repository passphrase is the usual cause)" if code == 99 else ""
+                raise PgBackRestError(
+                    f"repo{repo} of stanza {self.stanza} cannot be read: pgbackrest info status {code}: {message}{hint}"
+                )
 
     def backups(self, repo: int | None = None) -> list[dict]:
         """Backups, oldest first, each as pgbackrest info gives it plus `repo`."""

@@ -64,6 +64,9 @@ class Runner:
                 input=stdin,
                 capture_output=True,
                 text=True,
+                # undecodable bytes (pgBackRest prints the raw bytes of a repository it could not
+                # decrypt) become U+FFFD instead of a UnicodeDecodeError that names nothing
+                errors="replace",
                 timeout=timeout,
                 env=env,
                 cwd=cwd or self.cwd,
@@ -84,6 +87,7 @@ class Runner:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            errors="replace",
             env=env,
             cwd=self.cwd,
             start_new_session=True,
