@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import time
 
@@ -343,3 +344,26 @@ def test_a_wrong_repository_passphrase_is_a_verdict_naming_the_repository(cluste
     )
     assert not result["verified"]
     assert "repo2 of stanza test cannot be read" in result["reason"]
+
+
+def test_a_recovery_that_dies_is_a_verdict_within_seconds_not_the_timeout(cluster):
+    """The manifest names a restore point the WAL does not hold (its annotation rewritten to match):
+    recovery ends with a FATAL and the postmaster exits. This used to wait out the 3600 s timeout
+    behind 'not accepting connections'."""
+    label = cluster.backup("incr")["backups"][0]["label"]
+    store, key = cluster.store(1), verify.manifest_key("test", label)
+    doc = json.loads(store.get_text(key))
+    doc["point"]["restore_point"] = "f4a-never-written"
+    text = json.dumps(doc)
+    cluster.pgbr().annotate(1, label, {verify.MANIFEST_SHA256: manifest.sha256_text(text)})
+    t0 = time.monotonic()
+    with stored_manifest(cluster, label, text):
+        result = verify_physical(cluster, label=label)  # the default timeout, 3600 s
+    took = time.monotonic() - t0
+    assert not result["verified"]
+    assert took < 30, took
+    # pg_ctl -w sees the postmaster die when it dies before it is ready ("did not start"); after
+    # that, the wait for promotion sees it ("stopped during recovery"): both name the FATAL
+    assert re.search(r"restore: the restored copy (stopped during recovery|did not start)", result["reason"])
+    assert "recovery ended before configured recovery target was reached" in result["reason"]
+    assert cluster.scratch_leftovers() == []

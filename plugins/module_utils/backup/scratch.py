@@ -141,12 +141,32 @@ class Scratch:
                         return
                 finally:
                     conn.close()
-            except Exception as exc:  # not up yet
+            except Exception as exc:  # not up yet, or gone
+                if not self.postmaster_alive():
+                    # recovery failed (a FATAL in the startup process stops the postmaster): say so
+                    # now, with the log, instead of waiting out the timeout
+                    raise ScratchFailed(self.failure("stopped during recovery")) from exc
                 if time.monotonic() > deadline:
                     raise ScratchFailed(self.failure(f"is not accepting connections ({exc})")) from exc
             if time.monotonic() > deadline:
                 raise ScratchFailed(self.failure("is still in recovery"))
             time.sleep(0.2)
+
+    def postmaster_alive(self) -> bool:
+        """The copy's postmaster is running: its postmaster.pid is there and names a live process
+        (a postmaster that exits removes the file; one that was killed leaves it behind)."""
+        try:
+            with open(os.path.join(self.data, "postmaster.pid"), encoding="ascii", errors="replace") as fh:
+                pid = int(fh.readline().strip())
+        except (OSError, ValueError):
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # alive, owned by another user
+            return True
+        return True
 
     def failure(self, what: str) -> str:
         text = self.log_text()
