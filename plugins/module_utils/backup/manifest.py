@@ -75,7 +75,7 @@ class ManifestError(Exception):
 LSN = re.compile(r"^[0-9A-F]{1,8}/[0-9A-F]{1,8}$")
 
 
-def _number(value) -> bool:
+def is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -97,7 +97,7 @@ def validate(doc, *, restore_point: bool = False) -> list[str]:
     else:
         if not (isinstance(point.get("lsn"), str) and LSN.match(point["lsn"])):
             problems.append(f"point.lsn is {point.get('lsn')!r}, not an LSN")
-        if not _number(point.get("time")):
+        if not is_number(point.get("time")):
             problems.append(f"point.time is {point.get('time')!r}, not a number")
         if restore_point and not (isinstance(point.get("restore_point"), str) and point["restore_point"]):
             problems.append("point.restore_point is missing (a physical backup's manifest names one)")
@@ -130,6 +130,14 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def load_json(text: str, name: str):
+    """`text` as JSON, or ManifestError naming `name` when it is not (truncated, corrupt)."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ManifestError(f"{name} is not valid JSON ({exc}): {len(text)} bytes, truncated or corrupt") from exc
+
+
 def parse(text: str, name: str, *, restore_point: bool = False, sha256: str | None = None) -> dict:
     """The manifest stored as `text` (named `name` in errors), checked: its sha256 against the one
     recorded elsewhere at backup time (when given), its JSON, then `validate`. Raises
@@ -139,10 +147,7 @@ def parse(text: str, name: str, *, restore_point: bool = False, sha256: str | No
             f"{name} is not the manifest written at backup time: its sha256 is {sha256_text(text)[:12]}..., "
             f"the backup's annotation recorded {sha256[:12]}..."
         )
-    try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        raise ManifestError(f"{name} is not valid JSON ({exc}): {len(text)} bytes, truncated or corrupt") from exc
+    doc = load_json(text, name)
     problems = validate(doc, restore_point=restore_point)
     if problems:
         raise ManifestError(f"{name} is not a valid data manifest: {'; '.join(problems[:5])}")

@@ -344,18 +344,13 @@ def load_logical_manifest(store, key: str) -> dict:
     text = store.get_text(key)
     if text is None:
         raise manifest_mod.ManifestError(f"{name} is missing")
-    try:
-        meta = json.loads(text)
-    except ValueError as exc:
-        raise manifest_mod.ManifestError(
-            f"{name} is not valid JSON ({exc}): {len(text)} bytes, truncated or corrupt"
-        ) from exc
+    meta = manifest_mod.load_json(text, name)
     if not isinstance(meta, dict):
         raise manifest_mod.ManifestError(f"{name} is a JSON {type(meta).__name__}, not an object")
     problems = []
     if meta.get("format") != 1:
         problems.append(f"format is {meta.get('format')!r}, expected 1")
-    if not (isinstance(meta.get("time"), (int, float)) and not isinstance(meta.get("time"), bool)):
+    if not manifest_mod.is_number(meta.get("time")):
         problems.append(f"time is {meta.get('time')!r}, not a number")
     files = meta.get("files")
     if not isinstance(files, dict) or not files:
