@@ -221,14 +221,11 @@ def test_encrypted_logical_dump_in_s3_verifies(cluster, s3):
 
 def test_truncated_logical_dump_is_caught(cluster, s3):
     out = cluster.logical()
-    key = f"pgbackrest/f4a/test/logical/{out['stamp']}/app.dump.enc"
-    client = s3.client()
-    body = client.get_object(Bucket="f4a-unit-backups", Key=key)["Body"].read()
-    client.put_object(Bucket="f4a-unit-backups", Key=key, Body=body[: len(body) // 2])
-    result = verify_logical(cluster)
+    with cut_s3_object(s3, f"pgbackrest/f4a/test/logical/{out['stamp']}/app.dump.enc", 0.5) as size:
+        result = verify_logical(cluster)
     assert not result["verified"]
     assert (
-        f"app.dump.enc is not the file written at backup time: {len(body) // 2} bytes (recorded {len(body)})"
+        f"app.dump.enc is not the file written at backup time: {int(size * 0.5)} bytes (recorded {size})"
         in (result["reason"])
     )
 
@@ -264,6 +261,36 @@ def stored_manifest(c: ArchivedCluster, label: str, text: str, repo: int = 1):
         store.put_text(key, original)
 
 
+@contextlib.contextmanager
+def consistently_rewritten_manifest(c: ArchivedCluster, label: str, change):
+    """The data manifest of `label` changed by `change(doc)` and the backup's annotation rewritten to
+    its sha256 (so the digest check passes and what comes after it is tested), then both put back."""
+    store, key = c.store(1), verify.manifest_key("test", label)
+    original = store.get_text(key)
+    doc = json.loads(original)
+    change(doc)
+    text = json.dumps(doc)
+    c.pgbr().annotate(1, label, {verify.MANIFEST_SHA256: manifest.sha256_text(text)})
+    try:
+        with stored_manifest(c, label, text) as name:
+            yield name, doc
+    finally:
+        c.pgbr().annotate(1, label, {verify.MANIFEST_SHA256: manifest.sha256_text(original)})
+
+
+@contextlib.contextmanager
+def cut_s3_object(s3, key: str, keep: float):
+    """The object at `key` in the unit bucket cut to `keep` of its length, then put back; yields
+    its full length."""
+    client = s3.client()
+    body = client.get_object(Bucket="f4a-unit-backups", Key=key)["Body"].read()
+    client.put_object(Bucket="f4a-unit-backups", Key=key, Body=body[: int(len(body) * keep)])
+    try:
+        yield len(body)
+    finally:
+        client.put_object(Bucket="f4a-unit-backups", Key=key, Body=body)
+
+
 def test_an_emptied_manifest_is_not_verified(cluster):
     """'{}' used to read as 'no manifest was recorded' and verify as a pass."""
     label = cluster.backup("incr")["backups"][0]["label"]
@@ -277,12 +304,10 @@ def test_an_emptied_manifest_is_not_verified(cluster):
 def test_a_hollow_manifest_with_a_matching_annotation_is_not_verified(cluster):
     """Entries removed, totals kept, and the annotation rewritten to match: the totals give it away."""
     label = cluster.backup("incr")["backups"][0]["label"]
-    store, key = cluster.store(1), verify.manifest_key("test", label)
-    doc = json.loads(store.get_text(key))
-    doc["databases"]["app"]["tables"] = {}
-    hollow = json.dumps(doc)
-    cluster.pgbr().annotate(1, label, {verify.MANIFEST_SHA256: manifest.sha256_text(hollow)})
-    with stored_manifest(cluster, label, hollow) as name:
+    with consistently_rewritten_manifest(cluster, label, lambda doc: doc["databases"]["app"].update(tables={})) as (
+        name,
+        doc,
+    ):
         result = verify_physical(cluster, label=label)
     assert not result["verified"]
     assert f"{name} is not a valid data manifest: it lists" in result["reason"]
@@ -311,14 +336,8 @@ def test_a_truncated_manifest_is_not_verified_and_the_dr_choice_moves_on(cluster
 
 def test_a_truncated_logical_manifest_is_not_verified(cluster, s3):
     out = cluster.logical()
-    key = f"pgbackrest/f4a/test/logical/{out['stamp']}/manifest.json"
-    client = s3.client()
-    body = client.get_object(Bucket="f4a-unit-backups", Key=key)["Body"].read()
-    client.put_object(Bucket="f4a-unit-backups", Key=key, Body=body[: len(body) // 3])
-    try:
+    with cut_s3_object(s3, f"pgbackrest/f4a/test/logical/{out['stamp']}/manifest.json", 1 / 3):
         result = verify_logical(cluster)
-    finally:
-        client.put_object(Bucket="f4a-unit-backups", Key=key, Body=body)
     assert not result["verified"]
     assert "manifest.json is not valid JSON" in result["reason"] and "truncated or corrupt" in result["reason"]
 
@@ -351,15 +370,12 @@ def test_a_recovery_that_dies_is_a_verdict_within_seconds_not_the_timeout(cluste
     recovery ends with a FATAL and the postmaster exits. This used to wait out the 3600 s timeout
     behind 'not accepting connections'."""
     label = cluster.backup("incr")["backups"][0]["label"]
-    store, key = cluster.store(1), verify.manifest_key("test", label)
-    doc = json.loads(store.get_text(key))
-    doc["point"]["restore_point"] = "f4a-never-written"
-    text = json.dumps(doc)
-    cluster.pgbr().annotate(1, label, {verify.MANIFEST_SHA256: manifest.sha256_text(text)})
-    t0 = time.monotonic()
-    with stored_manifest(cluster, label, text):
+    with consistently_rewritten_manifest(
+        cluster, label, lambda doc: doc["point"].update(restore_point="f4a-never-written")
+    ):
+        t0 = time.monotonic()
         result = verify_physical(cluster, label=label)  # the default timeout, 3600 s
-    took = time.monotonic() - t0
+        took = time.monotonic() - t0
     assert not result["verified"]
     assert took < 30, took
     # pg_ctl -w sees the postmaster die when it dies before it is ready ("did not start"); after
