@@ -12,7 +12,10 @@ from __future__ import annotations
 import configparser
 import json
 import re
+import subprocess
 import time
+
+from .runner import stop_group
 
 WAL_SEGMENT_SIZE = 16 * 1024 * 1024
 
@@ -223,10 +226,19 @@ class PgBackRest:
         return self.runner.start(args), time.monotonic()
 
     @staticmethod
-    def finish_verify(started, backup: dict, recover_to_lsn: str | None = None) -> dict:
+    def finish_verify(started, backup: dict, recover_to_lsn: str | None = None, timeout: float = 3600) -> dict:
         """The outcome of the structural check: ok, reason, seconds, the parsed report."""
         proc, t0 = started
-        out, err = proc.communicate()
+        try:
+            out, err = proc.communicate(timeout=max(1.0, timeout - (time.monotonic() - t0)))
+        except subprocess.TimeoutExpired:
+            stop_group(proc)
+            proc.communicate()
+            return {
+                "ok": False,
+                "reason": f"pgbackrest verify did not finish within {timeout} s and was stopped",
+                "seconds": time.monotonic() - t0,
+            }
         seconds = time.monotonic() - t0
         if proc.returncode:
             return {

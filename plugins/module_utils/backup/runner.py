@@ -6,10 +6,29 @@ prefixed with `runuser -u postgres --`; when it already is that user, commands r
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
+import signal
 import subprocess
+
+# seconds any command may run when its caller gives no timeout of its own
+DEFAULT_TIMEOUT = 600.0
+
+
+def stop_group(proc, grace: float = 10.0) -> None:
+    """SIGTERM to a process started in its own session (its whole group), SIGKILL after grace."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 class CommandFailed(Exception):
@@ -35,8 +54,9 @@ def mask(text: str, secrets=()) -> str:
 class Runner:
     """Runs commands as `user` (default postgres)."""
 
-    def __init__(self, user: str = "postgres", secrets=()):
+    def __init__(self, user: str = "postgres", secrets=(), timeout: float = DEFAULT_TIMEOUT):
         self.user = user
+        self.timeout = timeout
         self.secrets = [s for s in secrets if s]
         self.prefix: list[str] = []
         self.uid = self.gid = None
@@ -57,28 +77,40 @@ class Runner:
             self.secrets.append(secret)
 
     def run(self, args, *, check=True, timeout=None, stdin=None, env=None, cwd=None) -> subprocess.CompletedProcess:
+        """Run a command to its end, or until `timeout` seconds (default: self.timeout) have
+        passed: then the whole process group (runuser and what it started) is stopped and the
+        command fails, naming the timeout. No command runs unbounded."""
         full = [*self.prefix, *[str(a) for a in args]]
+        limit = self.timeout if timeout is None else timeout
         try:
-            proc = subprocess.run(
+            proc = subprocess.Popen(
                 full,
-                input=stdin,
-                capture_output=True,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
                 # undecodable bytes (pgBackRest prints the raw bytes of a repository it could not
                 # decrypt) become U+FFFD instead of a UnicodeDecodeError that names nothing
                 errors="replace",
-                timeout=timeout,
                 env=env,
                 cwd=cwd or self.cwd,
-                check=False,
+                start_new_session=True,
             )
-        except subprocess.TimeoutExpired as exc:
-            raise CommandFailed(args, -1, "", f"timed out after {timeout} s", self.secrets) from exc
         except FileNotFoundError as exc:
             raise CommandFailed(args, 127, "", f"{exc.filename} not found", self.secrets) from exc
-        if check and proc.returncode:
-            raise CommandFailed(args, proc.returncode, proc.stdout, proc.stderr, self.secrets)
-        return proc
+        try:
+            stdout, stderr = proc.communicate(stdin, timeout=limit)
+        except subprocess.TimeoutExpired as exc:
+            stop_group(proc)
+            stdout, stderr = proc.communicate()
+            tail = (stderr or stdout or "").strip()
+            raise CommandFailed(
+                args, -1, "", f"timed out after {limit} s and was stopped; its last output: {tail[-300:]}", self.secrets
+            ) from exc
+        done = subprocess.CompletedProcess(full, proc.returncode, stdout, stderr)
+        if check and done.returncode:
+            raise CommandFailed(args, done.returncode, done.stdout, done.stderr, self.secrets)
+        return done
 
     def start(self, args, *, env=None) -> subprocess.Popen:
         """Start a command in the background (its own session, so it can be stopped as a group)."""

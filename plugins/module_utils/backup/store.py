@@ -136,6 +136,10 @@ class PosixStore(Store):
 
 
 class S3Store(Store):
+    CONNECT_TIMEOUT = 20
+    STALL_SECONDS = 30
+    MAX_SECONDS = 3600
+
     def __init__(
         self,
         *,
@@ -197,6 +201,16 @@ class S3Store(Store):
                 "%{http_code}",
                 "--retry",
                 "2",
+                # bounded time: no connection in CONNECT_TIMEOUT s, or no byte moving for
+                # STALL_SECONDS s, or MAX_SECONDS s in all, and the request fails
+                "--connect-timeout",
+                str(self.CONNECT_TIMEOUT),
+                "--speed-limit",
+                "1",
+                "--speed-time",
+                str(self.STALL_SECONDS),
+                "--max-time",
+                str(self.MAX_SECONDS),
             ]
             if not self.verify_tls:
                 args.append("--insecure")
@@ -207,7 +221,9 @@ class S3Store(Store):
             args.append(url)
             # the credentials go to curl on stdin (never on its command line, which ps shows)
             config = f'user = "{self.key}:{self.secret}"\n'
-            proc = (self.runner.run if self.runner else _run)(args, check=False, stdin=config)
+            proc = (self.runner.run if self.runner else _run)(
+                args, check=False, stdin=config, timeout=(self.MAX_SECONDS + 60) * 3
+            )
             status = proc.stdout.strip()[-3:]
             text = ""
             if os.path.exists(body):
@@ -251,10 +267,10 @@ class S3Store(Store):
         return sorted(out)
 
 
-def _run(args, check=False, stdin=None):
+def _run(args, check=False, stdin=None, timeout=None):
     import subprocess
 
-    return subprocess.run(args, input=stdin, capture_output=True, text=True, check=check)
+    return subprocess.run(args, input=stdin, capture_output=True, text=True, check=check, timeout=timeout)
 
 
 def store_for(options: dict, runner=None) -> Store:

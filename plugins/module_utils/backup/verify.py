@@ -16,16 +16,15 @@ structural check stops the restore. amcheck runs alongside the manifest comparis
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
+import threading
 import time
 
 from . import manifest as manifest_mod
 from .database import fetch_all
 from .pgbackrest import PgBackRestError
-from .runner import CommandFailed
+from .runner import CommandFailed, stop_group
 from .scratch import Scratch, ScratchFailed, remove_leftovers
 from .store import sha256_file, stanza_prefix
 
@@ -51,6 +50,17 @@ class Verification:
     def skip(self, name: str, why: str) -> None:
         self.checks[name] = {"name": name, "ok": None, "seconds": 0.0, "reason": "", "skipped": why}
 
+    def phases(self) -> dict[str, float]:
+        """Seconds of each phase: the restore check's time split into the files (restore) and
+        the recovery when both were measured."""
+        out = {name: self.checks[name]["seconds"] for name in CHECKS if name in self.checks}
+        restore = self.checks.get("restore", {})
+        if "files_seconds" in restore:
+            out["restore"] = restore["files_seconds"]
+            out["recovery"] = restore.get("recovery_seconds", round(restore["seconds"] - restore["files_seconds"], 3))
+        order = ("structure", "restore", "recovery", "amcheck", "manifest", "assertions")
+        return {name: out[name] for name in order if name in out}
+
     def finish(self) -> dict:
         for name in CHECKS:
             if name not in self.checks:
@@ -60,6 +70,7 @@ class Verification:
         verified = not failed and self.checks["structure"]["ok"] is True
         verified = verified and (structural_only or self.checks["restore"]["ok"] is True)
         self.result.update(
+            phases=self.phases(),
             verified=verified,
             structural_only=structural_only,
             reason="; ".join(f"{c['name']}: {c['reason']}" for c in failed),
@@ -67,17 +78,6 @@ class Verification:
             seconds=round(time.monotonic() - self.started, 3),
         )
         return self.result
-
-
-def _kill(proc) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except Exception:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def run_assertions(scratch: Scratch, assertions, default_db: str) -> tuple[bool, str, list]:
@@ -105,10 +105,21 @@ def run_assertions(scratch: Scratch, assertions, default_db: str) -> tuple[bool,
     return not failures, "; ".join(failures), results
 
 
-def _check_copy(v: Verification, scratch: Scratch, recorded: dict | None, *, assertions, exclude, jobs: int) -> None:
+def _check_copy(
+    v: Verification, scratch: Scratch, recorded: dict | None, *, assertions, exclude, jobs: int, timeout: float
+) -> None:
     """amcheck (in the background) while the manifest is compared, then the assertions."""
     amcheck = scratch.runner.start(scratch.amcheck_command(jobs))
     t_amcheck = time.monotonic()
+    # amcheck's own time, taken when it ends (not when the manifest comparison is done with it)
+    done: dict = {}
+
+    def wait_amcheck() -> None:
+        done["out"], done["err"] = amcheck.communicate()
+        done["at"] = time.monotonic()
+
+    waiter = threading.Thread(target=wait_amcheck, name="amcheck", daemon=True)
+    waiter.start()
     try:
         if recorded is not None:
             t0 = time.monotonic()
@@ -132,12 +143,16 @@ def _check_copy(v: Verification, scratch: Scratch, recorded: dict | None, *, ass
         else:
             v.skip("manifest", "no manifest was recorded for this backup")
     finally:
-        out, err = amcheck.communicate()
+        waiter.join(timeout)
+        if waiter.is_alive():
+            stop_group(amcheck)
+            waiter.join(10)
+            done["err"] = done.get("err", "") + f"\nstopped after the verification timeout of {timeout} s"
         # pg_amcheck passes only with rc 0 and nothing printed: it reports corruption on stdout
-        output = (out + err).strip()
+        output = (done.get("out", "") + done.get("err", "")).strip()
         ok = amcheck.returncode == 0 and not output
         reason = "" if ok else f"pg_amcheck (rc {amcheck.returncode}): {' / '.join(output.splitlines()[:6])}"
-        v.record("amcheck", ok, time.monotonic() - t_amcheck, reason)
+        v.record("amcheck", ok, done.get("at", time.monotonic()) - t_amcheck, reason)
     if assertions:
         default_db = next(iter(recorded["databases"])) if recorded else "postgres"
         t0 = time.monotonic()
@@ -267,7 +282,7 @@ def verify_physical(
         }
     structure = pgbr.start_verify(repo, summary["label"])
     if structural_only:
-        s = pgbr.finish_verify(structure, backup, point.get("lsn"))
+        s = pgbr.finish_verify(structure, backup, point.get("lsn"), timeout)
         v.record("structure", s["ok"], s["seconds"], s["reason"], wal_needed=s.get("wal_needed"))
         for name in CHECKS[1:]:
             v.skip(name, "structural check only (check mode)")
@@ -287,20 +302,22 @@ def verify_physical(
         s = None
         while restore.poll() is None:
             if s is None and structure[0].poll() is not None:
-                s = pgbr.finish_verify(structure, backup, point.get("lsn"))
+                s = pgbr.finish_verify(structure, backup, point.get("lsn"), timeout)
                 v.record("structure", s["ok"], s["seconds"], s["reason"], wal_needed=s.get("wal_needed"))
                 if not s["ok"]:
-                    _kill(restore)
+                    stop_group(restore)
                     v.skip("restore", "the structural check failed")
                     return v.finish()
             if time.monotonic() - t0 > timeout:
-                _kill(restore)
+                stop_group(restore)
                 break
             time.sleep(0.1)
         out, err = restore.communicate()
         restore_files = time.monotonic() - t0
+        if restore_files > timeout:
+            err = f"did not finish within the verification timeout of {timeout} s and was stopped"
         if s is None:
-            s = pgbr.finish_verify(structure, backup, point.get("lsn"))
+            s = pgbr.finish_verify(structure, backup, point.get("lsn"), timeout)
             v.record("structure", s["ok"], s["seconds"], s["reason"], wal_needed=s.get("wal_needed"))
         if restore.returncode:
             text = (err or out).strip().splitlines()
@@ -325,7 +342,7 @@ def verify_physical(
             recovery_seconds=round(started, 3),
             target=target,
         )
-        _check_copy(v, scratch, recorded, assertions=assertions, exclude=exclude, jobs=jobs)
+        _check_copy(v, scratch, recorded, assertions=assertions, exclude=exclude, jobs=jobs, timeout=timeout)
     return v.finish()
 
 
@@ -533,7 +550,7 @@ def verify_logical(
         v.result["sizes"]["restored"] = scratch.size()
         v.record("restore", True, time.monotonic() - t1)
         recorded = meta["data"]
-        _check_copy(v, scratch, recorded, assertions=assertions, exclude=exclude, jobs=jobs)
+        _check_copy(v, scratch, recorded, assertions=assertions, exclude=exclude, jobs=jobs, timeout=timeout)
     return v.finish()
 
 
