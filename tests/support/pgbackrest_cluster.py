@@ -31,6 +31,23 @@ PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 STANZA = "test"
 
 
+ROLE_DEFAULTS = Path(__file__).resolve().parents[2] / "roles" / "backup" / "defaults" / "main.yml"
+
+
+def shipped_limits() -> dict:
+    """The backup role's shipped time limits, so the tests run with what production runs."""
+    import yaml
+
+    d = yaml.safe_load(ROLE_DEFAULTS.read_text())
+    return {
+        "io-timeout": int(d["backup_io_timeout"]),
+        "db-timeout": int(d["backup_db_timeout"]),
+        "protocol-timeout": int(d["backup_db_timeout"]) + 30,
+        "archive-timeout": int(d["backup_archive_push_timeout"]),
+        "command_timeout": int(d["backup_command_timeout"]),
+    }
+
+
 def as_postgres(args: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
 
@@ -45,6 +62,7 @@ class ArchivedCluster:
         self.scratch = self.base / "scratch"
         self.conf = self.base / "pgbackrest.conf"
         self.cli_conf = self.base / "backup.json"
+        self.metrics = self.base / "free4allweb_backup.prom"
         self.port = 25400 + os.getpid() % 500
         self.s3 = s3
         self.cipher_pass = cipher_pass
@@ -68,6 +86,8 @@ class ArchivedCluster:
                     "pg_bindir": str(PG_BIN),
                     "spool": str(self.base / "spool"),
                     "archive_wait": 60,
+                    "command_timeout": shipped_limits()["command_timeout"],
+                    "metrics_file": str(self.metrics),
                     "logical": {"repository": 2 if self.s3 else 1, "retention_days": 30},
                 }
             )
@@ -94,6 +114,7 @@ class ArchivedCluster:
             "compress-type=zst",
             "start-fast=y",
             "process-max=2",
+            *(f"{k}={v}" for k, v in shipped_limits().items() if k != "command_timeout"),
             f"repo1-path={self.repo1}",
             "repo1-retention-full=4",
         ]

@@ -210,6 +210,21 @@ class S3Front:
                 self.nginx.kill()
         self.moto.stop()
 
+    @contextlib.contextmanager
+    def frozen(self):
+        """The endpoint stops answering (nginx and moto SIGSTOPped: connections are accepted by
+        the kernel and then nothing comes back, as with a lost network path), and answers again
+        afterwards with everything it held."""
+        groups = [p.pid for p in (self.nginx, self.moto.proc) if p is not None and p.poll() is None]
+        for pgid in groups:
+            os.killpg(pgid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pgid in groups:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pgid, signal.SIGCONT)
+
     @property
     def ca_file(self) -> str:
         return str(self.workdir / "ca.pem")

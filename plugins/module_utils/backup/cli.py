@@ -45,6 +45,10 @@ DEFAULTS = {
     "manifest_lock_timeout": 10,
     "archive_wait": 120,
     "spool": "/var/lib/postgresql/f4a-backup",
+    # seconds one pgbackrest backup may run (then it is stopped and the command fails)
+    "command_timeout": 21600,
+    # the node exporter's textfile the outcome of each backup command is written to ("": none)
+    "metrics_file": "",
     "logical": {"repository": 1, "databases": [], "retention_days": 30},
 }
 
@@ -116,7 +120,7 @@ def cmd_backup(ctx: Context, kind: str, repos: list[int]) -> dict:
     backups = {}
     for repo in repos:
         t0 = time.monotonic()
-        backups[repo] = ctx.pgbr.backup(repo, kind)
+        backups[repo] = ctx.pgbr.backup(repo, kind, timeout=float(ctx.config["command_timeout"]))
         backups[repo]["seconds"] = round(time.monotonic() - t0, 3)
     point = f"f4a-{backups[repos[-1]]['label']}"
     data = manifest_mod.capture(
@@ -214,6 +218,7 @@ def main(argv=None) -> int:
     listing = sub.add_parser("list", help="backups with their manifest and last verification")
     listing.add_argument("--repo", type=int, action="append")
     args = parser.parse_args(argv)
+    started = time.time()
     with open(args.config, encoding="utf-8") as fh:
         ctx = Context(json.load(fh))
     try:
@@ -228,9 +233,87 @@ def main(argv=None) -> int:
                     result = cmd_backup(ctx, args.type, args.repo or ctx.repos)
                 else:
                     result = cmd_logical(ctx)
-    except (BackupFailed, CommandFailed, PgBackRestError, StoreError, manifest_mod.ManifestError, OSError) as exc:
+    except Exception as exc:  # every failure is a result naming its cause (and, for backups, a metric)
+        known = (BackupFailed, CommandFailed, PgBackRestError, StoreError, manifest_mod.ManifestError, OSError)
+        if not isinstance(exc, known):
+            exc = BackupFailed(f"{type(exc).__name__}: {str(exc).strip()}")
+        if args.command != "list":
+            export_outcome(ctx, metric_kind(args), started, ok=False)
         sys.stdout.write(json.dumps({"failed": True, "msg": str(exc)}) + "\n")
         sys.stderr.write(f"free4allweb-backup {args.command} failed: {exc}\n")
         return 1
+    if args.command != "list":
+        export_outcome(ctx, metric_kind(args), started, ok=True)
     sys.stdout.write(json.dumps(result, indent=1, default=str) + "\n")
     return 0
+
+
+def metric_kind(args) -> str:
+    return args.type if args.command == "backup" else "logical"
+
+
+METRICS = (
+    ("free4allweb_backup_last_run_timestamp_seconds", "When the last backup command of this type ended."),
+    ("free4allweb_backup_last_run_success", "1 when the last backup command of this type succeeded, else 0."),
+    ("free4allweb_backup_last_run_duration_seconds", "How long the last backup command of this type ran."),
+    ("free4allweb_backup_last_success_timestamp_seconds", "When a backup command of this type last succeeded."),
+)
+
+
+def render_outcomes(stanza: str, outcomes: dict) -> str:
+    """The textfile collector's format: one series per backup type of each metric."""
+    lines = []
+    keys = ("ended", "success", "seconds", "last_success")
+    for (name, text), key in zip(METRICS, keys, strict=True):
+        lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge"]
+        for kind in sorted(outcomes):
+            value = outcomes[kind].get(key)
+            if value is not None:
+                lines.append(f'{name}{{stanza="{stanza}",type="{kind}"}} {float(value):.3f}')
+    return "\n".join(lines) + "\n"
+
+
+def read_outcomes(text: str) -> dict:
+    """The outcomes a metrics file holds (render_outcomes' format), by backup type."""
+    keys = dict(zip((m[0] for m in METRICS), ("ended", "success", "seconds", "last_success"), strict=True))
+    out: dict = {}
+    for line in text.splitlines():
+        if line.startswith("#") or "{" not in line:
+            continue
+        name, _sep, rest = line.partition("{")
+        labels, _sep, value = rest.partition("} ")
+        kind = dict(part.split("=", 1) for part in labels.split(",") if "=" in part).get("type", '""').strip('"')
+        if name in keys and kind:
+            try:
+                out.setdefault(kind, {})[keys[name]] = float(value)
+            except ValueError:
+                continue
+    return out
+
+
+def export_outcome(ctx: Context, kind: str, started: float, *, ok: bool, now: float | None = None) -> None:
+    """Record this command's outcome in the metrics file (kept for the other types; the last
+    success of this type is kept when it failed). A file that cannot be written is reported on
+    stderr and does not change the command's result."""
+    path = ctx.config.get("metrics_file")
+    if not path:
+        return
+    now = time.time() if now is None else now
+    try:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                outcomes = read_outcomes(fh.read())
+        except FileNotFoundError:
+            outcomes = {}
+        previous = outcomes.get(kind, {})
+        outcomes[kind] = {
+            "ended": now,
+            "success": 1 if ok else 0,
+            "seconds": max(0.0, now - started),
+            "last_success": now if ok else previous.get("last_success"),
+        }
+        # one write of the whole file, in place (the role owns the file; the node exporter reads it)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(render_outcomes(ctx.stanza, outcomes))
+    except OSError as exc:
+        sys.stderr.write(f"free4allweb-backup: could not write the metrics file {path}: {exc}\n")
