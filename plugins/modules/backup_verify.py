@@ -124,7 +124,9 @@ attributes:
       is restored and no record is written.
 notes:
   - Runs as root or as postgres; PostgreSQL and pgBackRest commands run as postgres.
-  - Logical dumps of an encrypted repository are decrypted with that repository's cipher passphrase.
+  - Logical dumps of an encrypted repository are decrypted with that repository's cipher passphrase;
+    so are the manifests and verification records stored beside the backups, which are written
+    encrypted there (one stored in plaintext before that is still read, and checked the same way).
 extends_documentation_fragment:
   - free4allweb.devops.common
 """

@@ -16,6 +16,7 @@ import pytest
 from ansible_collections.free4allweb.devops.plugins.module_utils.backup import cli, manifest, verify
 from ansible_collections.free4allweb.devops.plugins.module_utils.backup import store as store_mod
 from ansible_collections.free4allweb.devops.plugins.module_utils.backup.pgbackrest import PgBackRest, PgBackRestError
+from ansible_collections.free4allweb.devops.plugins.module_utils.backup.runner import Runner
 from tests.support.pgbackrest_cluster import ArchivedCluster, flipped_byte, moved_aside, shipped_limits
 from tests.support.s3_front import S3Front
 
@@ -231,6 +232,119 @@ def test_truncated_logical_dump_is_caught(cluster, s3):
     )
 
 
+def s3_object(s3, key: str) -> bytes:
+    """An object of the unit bucket as stored (a raw S3 GET: nothing decrypted)."""
+    return s3.client().get_object(Bucket="f4a-unit-backups", Key=f"pgbackrest/{key}")["Body"].read()
+
+
+@contextlib.contextmanager
+def s3_object_replaced(s3, key: str, body: bytes):
+    """The object at key (in the repository's path) replaced by `body` as it is, then put back."""
+    original = s3_object(s3, key)
+    s3.client().put_object(Bucket="f4a-unit-backups", Key=f"pgbackrest/{key}", Body=body)
+    try:
+        yield
+    finally:
+        s3.client().put_object(Bucket="f4a-unit-backups", Key=f"pgbackrest/{key}", Body=original)
+
+
+def unencrypted_store(c: ArchivedCluster, repo: int):
+    """The repository's store without its cipher pass (it cannot read encrypted objects)."""
+    options = {k: v for k, v in c.repo_options(repo).items() if k != "cipher-pass"}
+    return store_mod.store_for(options, c.runner)
+
+
+def assert_encrypted(raw: bytes) -> None:
+    assert raw.startswith(store_mod.ENCRYPTED_MAGIC), raw[:40]  # openssl's format, as the dumps
+    with pytest.raises(ValueError):
+        json.loads(raw)
+
+
+def test_manifests_and_records_in_an_encrypted_repository_are_encrypted_at_rest(cluster, s3):
+    """The data manifest, the verification record and the logical manifest.json, read raw from the
+    encrypted S3 repository, are ciphertext (they were plaintext JSON); they still verify."""
+    label = cluster.backup("incr", repos=(2,))["backups"][0]["label"]
+    manifest_key = verify.manifest_key("test", label)
+    assert_encrypted(s3_object(s3, manifest_key))
+    result = verify_physical(cluster, repo=2, label=label)
+    assert result["verified"], result["reason"]
+    assert check(result, "manifest")["ok"] is True
+    store = cluster.store(2)
+    record_key = verify.record(store, "test", label, result)
+    assert_encrypted(s3_object(s3, record_key))
+    assert verify.load_json(store, record_key)["verified"] is True
+    from ansible_collections.free4allweb.devops.plugins.module_utils.backup.cli import cmd_list
+
+    listed = next(b for b in cmd_list(cluster.context(), [2])["backups"] if b["label"] == label)
+    assert listed["manifest"] is True and listed["verified"] is True
+    # without the passphrase the objects do not read, and the error names the object
+    with pytest.raises(store_mod.UnreadableObject, match=f"{re.escape(manifest_key)} is encrypted"):
+        unencrypted_store(cluster, 2).get_text(manifest_key)
+
+    out = cluster.logical()
+    assert_encrypted(s3_object(s3, f"f4a/test/logical/{out['stamp']}/manifest.json"))
+    logical = verify_logical(cluster)
+    assert logical["verified"], logical["reason"]
+    assert logical["backup"]["label"] == out["stamp"]
+
+
+def test_a_manifest_whose_ciphertext_is_corrupt_is_not_verified(cluster, s3):
+    """Cut or flipped ciphertext is a verdict naming the file; a record that does not decrypt is no
+    record; a plaintext manifest (as stored before manifests were encrypted) still reads, checked
+    against the annotation's sha256 all the same."""
+    label = cluster.backup("incr", repos=(2,))["backups"][0]["label"]
+    store, key = cluster.store(2), verify.manifest_key("test", label)
+    name = f"{store.description}/{key}"
+    with cut_s3_object(s3, f"pgbackrest/{key}", 0.5):
+        cut = verify_physical(cluster, repo=2, label=label)
+    flipped = bytearray(s3_object(s3, key))
+    flipped[len(flipped) // 2] ^= 0xFF
+    with s3_object_replaced(s3, key, bytes(flipped)):
+        flip = verify_physical(cluster, repo=2, label=label)
+    for result in (cut, flip):
+        assert not result["verified"] and check(result, "structure")["ok"] is False
+        assert name in result["reason"], result["reason"]
+    assert f"{name} does not decrypt with the repository's cipher pass" in cut["reason"]
+
+    record_key = verify.record(store, "test", label, {"verified": True})
+    with cut_s3_object(s3, f"pgbackrest/{record_key}", 0.5):
+        assert verify.load_json(store, record_key) is None
+    assert verify.load_json(store, record_key)["verified"] is True
+
+    text = store.get_text(key)
+    with s3_object_replaced(s3, key, text.encode()):
+        plain = verify_physical(cluster, repo=2, label=label, structural_only=True)
+    with s3_object_replaced(s3, key, text.replace('"rows"', '"rows" ', 1).encode()):
+        altered = verify_physical(cluster, repo=2, label=label, structural_only=True)
+    assert plain["verified"], plain["reason"]
+    assert not altered["verified"] and f"{name} is not the manifest written at backup time" in altered["reason"]
+    assert_encrypted(s3_object(s3, key))  # put back as it was
+    assert verify_physical(cluster, repo=2, label=label, structural_only=True)["verified"]
+
+
+def test_an_encrypted_posix_store(tmp_path):
+    """The posix side of the store's encryption, without pgBackRest: what is on disk is ciphertext,
+    a plaintext object still reads, a wrong passphrase and a cut file are errors naming the file."""
+    tmp_path.chmod(0o755)
+    runner = Runner()
+    store = store_mod.PosixStore(str(tmp_path), runner, passphrase=PASSPHRASE)
+    store.put_text("f4a/test/verified/x.json", '{"verified": true}')
+    path = tmp_path / "f4a/test/verified/x.json"
+    assert_encrypted(path.read_bytes())
+    assert store.get_text("f4a/test/verified/x.json") == '{"verified": true}'
+    assert store.exists("f4a/test/verified/x.json") and not store.exists("f4a/test/verified/y.json")
+    assert store.get_text("f4a/test/verified/y.json") is None
+    (tmp_path / "f4a/test/verified/old.json").write_text('{"verified": false}')
+    assert store.get_text("f4a/test/verified/old.json") == '{"verified": false}'
+    wrong = store_mod.PosixStore(str(tmp_path), runner, passphrase="not-the-passphrase")
+    with pytest.raises(store_mod.UnreadableObject, match=f"{re.escape(str(path))} does not decrypt"):
+        wrong.get_text("f4a/test/verified/x.json")
+    assert verify.load_json(wrong, "f4a/test/verified/x.json") is None
+    path.write_bytes(path.read_bytes()[:-7])
+    with pytest.raises(manifest.ManifestError, match=f"{re.escape(str(path))} does not decrypt"):
+        verify.load_manifest(store, "f4a/test/verified/x.json")
+
+
 def test_s3_signatures_are_checked(s3):
     good = s3.repository("f4a-unit-backups")
     wrong = store_mod.S3Store(
@@ -251,15 +365,22 @@ def test_s3_signatures_are_checked(s3):
 
 
 @contextlib.contextmanager
-def stored_manifest(c: ArchivedCluster, label: str, text: str, repo: int = 1):
-    """The data manifest of `label` replaced by `text` in the repository, then put back."""
-    store, key = c.store(repo), verify.manifest_key("test", label)
+def stored_text(store, key: str, text: str):
+    """The object at key replaced by `text` through the store (so encrypted in an encrypted
+    repository), then put back; yields its name as errors give it."""
     original = store.get_text(key)
     store.put_text(key, text)
     try:
         yield f"{store.description}/{key}"
     finally:
         store.put_text(key, original)
+
+
+@contextlib.contextmanager
+def stored_manifest(c: ArchivedCluster, label: str, text: str, repo: int = 1):
+    """The data manifest of `label` replaced by `text` in the repository, then put back."""
+    with stored_text(c.store(repo), verify.manifest_key("test", label), text) as name:
+        yield name
 
 
 @contextlib.contextmanager
@@ -336,11 +457,18 @@ def test_a_truncated_manifest_is_not_verified_and_the_dr_choice_moves_on(cluster
 
 
 def test_a_truncated_logical_manifest_is_not_verified(cluster, s3):
+    """Its JSON cut (and stored encrypted again, as the store writes it), then its ciphertext cut."""
     out = cluster.logical()
-    with cut_s3_object(s3, f"pgbackrest/f4a/test/logical/{out['stamp']}/manifest.json", 1 / 3):
+    store, key = cluster.store(2), f"f4a/test/logical/{out['stamp']}/manifest.json"
+    text = store.get_text(key)
+    with stored_text(store, key, text[: len(text) // 3]):
         result = verify_logical(cluster)
+    with cut_s3_object(s3, f"pgbackrest/{key}", 1 / 3):
+        cut = verify_logical(cluster)
     assert not result["verified"]
     assert "manifest.json is not valid JSON" in result["reason"] and "truncated or corrupt" in result["reason"]
+    assert not cut["verified"] and check(cut, "structure")["ok"] is False
+    assert f"{store.description}/{key} does not decrypt with the repository's cipher pass" in cut["reason"]
 
 
 def test_a_wrong_repository_passphrase_is_a_verdict_naming_the_repository(cluster):

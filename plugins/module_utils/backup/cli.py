@@ -199,7 +199,8 @@ def cmd_list(ctx: Context, repos: list[int]) -> dict:
         for backup in ctx.pgbr.backups(repo):
             summary = backup_summary(backup)
             rec = load_json(store, record_key(ctx.stanza, backup["label"]))
-            summary["manifest"] = store.get_text(manifest_key(ctx.stanza, backup["label"])) is not None
+            # whether one is stored (verify says whether it can be trusted)
+            summary["manifest"] = store.exists(manifest_key(ctx.stanza, backup["label"]))
             summary["verified"] = None if rec is None else bool(rec.get("verified"))
             summary["verified_at"] = None if rec is None else rec.get("recorded_at")
             out.append(summary)

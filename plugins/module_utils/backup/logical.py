@@ -16,8 +16,8 @@ import os
 import time
 
 from . import manifest as manifest_mod
-from .store import sha256_file
-from .verify import CIPHER, logical_backups, logical_prefix
+from .store import encrypt_file, sha256_file
+from .verify import logical_backups, logical_prefix
 
 
 def stamp_now(now: float | None = None) -> str:
@@ -27,15 +27,6 @@ def stamp_now(now: float | None = None) -> str:
 
 def stamp_time(stamp: str) -> float:
     return datetime.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC).timestamp()
-
-
-def encrypt(runner, src: str, dest: str, passphrase: str) -> None:
-    env = dict(os.environ, F4A_DUMP_PASS=passphrase)
-    runner.run(
-        ["openssl", "enc", "-e", *CIPHER, "-salt", "-in", src, "-out", dest, "-pass", "env:F4A_DUMP_PASS"],
-        env=env,
-        timeout=3600,
-    )
 
 
 def logical_backup(
@@ -85,7 +76,7 @@ def logical_backup(
             stored_name, stored_path = name, path
             if passphrase:
                 stored_name, stored_path = name + ".enc", path + ".enc"
-                encrypt(runner, path, stored_path, passphrase)
+                encrypt_file(runner, path, stored_path, passphrase)
             entry = {"size": os.path.getsize(stored_path), "sha256": sha256_file(stored_path)}
             if name.endswith(".dump"):
                 entry["database"] = name[: -len(".dump")]
@@ -101,7 +92,8 @@ def logical_backup(
             "files": files,
             "data": data,
         }
-        # the manifest goes last: a logical backup without one is incomplete and never listed
+        # the manifest goes last: a logical backup without one is incomplete and never listed (the
+        # store encrypts it too when the repository has a passphrase)
         store.put_text(f"{prefix}/manifest.json", json.dumps(meta, indent=1))
         return {
             "stamp": stamp,

@@ -6,6 +6,14 @@ Keys are relative to the repository path, under `f4a/<stanza>/`:
     logical/<stamp>/...              one logical backup: <db>.dump, globals.sql, manifest.json
     verified/<label>.json            the last verification of a backup
 
+In an encrypted repository (pgBackRest's `cipher-pass`) every object our code writes through
+`put_text` (manifests, verification records) is encrypted with that passphrase, like the logical
+dumps: openssl enc with CIPHER (AES-256-CBC, PBKDF2), the passphrase through openssl's
+environment, never on a command line. `get_text` decrypts it. An object stored in plaintext (one
+written before the repository was encrypted, or before this code encrypted it) is still read
+back as it is: the data manifest's sha256 in the backup's annotation is checked all the same. The
+encryption keeps the objects confidential; it does not authenticate them (CBC has no MAC).
+
 S3 requests are signed (AWS SigV4) by curl (`--aws-sigv4`, curl >= 7.75); the credentials reach
 curl on its standard input, never on a command line. pgBackRest's own S3 options configure it:
 endpoint, port, bucket, region, key, key-secret, uri-style, storage-verify-tls, storage-ca-file.
@@ -16,16 +24,47 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import pwd
 import shutil
 import tempfile
 import urllib.parse
 import xml.etree.ElementTree as ET
 
+from .runner import CommandFailed, Runner
+
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+# openssl enc options of everything encrypted beside the backups: logical dumps and JSON objects
+CIPHER = ("-aes-256-cbc", "-pbkdf2", "-iter", "100000")
+# how openssl's salted format begins (a JSON object begins with "{")
+ENCRYPTED_MAGIC = b"Salted__"
 
 
 class StoreError(Exception):
     pass
+
+
+class UnreadableObject(StoreError):
+    """An object that is there but cannot be read: it does not decrypt, or it is not text."""
+
+
+def _openssl(runner, src: str, dest: str, passphrase: str, *, decrypt: bool, timeout: float) -> None:
+    env = dict(os.environ, F4A_DUMP_PASS=passphrase)
+    mode = ["-d", *CIPHER] if decrypt else ["-e", *CIPHER, "-salt"]
+    runner.run(
+        ["openssl", "enc", *mode, "-in", src, "-out", dest, "-pass", "env:F4A_DUMP_PASS"], env=env, timeout=timeout
+    )
+
+
+def encrypt_file(runner, src: str, dest: str, passphrase: str, timeout: float = 3600) -> None:
+    """src encrypted into dest (CIPHER), openssl run by runner with the passphrase in its
+    environment. Raises CommandFailed."""
+    _openssl(runner, src, dest, passphrase, decrypt=False, timeout=timeout)
+
+
+def decrypt_file(runner, src: str, dest: str, passphrase: str, timeout: float = 3600) -> None:
+    """The reverse of encrypt_file. Raises CommandFailed (wrong passphrase, corrupt input)."""
+    _openssl(runner, src, dest, passphrase, decrypt=True, timeout=timeout)
 
 
 def sha256_file(path: str) -> str:
@@ -38,6 +77,10 @@ def sha256_file(path: str) -> str:
 
 class Store:
     description = ""
+    # the repository's cipher pass: objects written by put_text are encrypted with it
+    passphrase: str | None = None
+    # seconds openssl may take over one JSON object
+    crypt_timeout = 300
 
     def put_file(self, key: str, path: str) -> None:
         raise NotImplementedError
@@ -61,32 +104,83 @@ class Store:
                 self.runner.own(tmp)
             yield tmp
 
+    def _runner(self):
+        """The store's runner, or one running commands as this process's own user."""
+        return self.runner or Runner(user=pwd.getpwuid(os.geteuid()).pw_name)
+
     def put_text(self, key: str, text: str) -> None:
+        """Store text at key, encrypted when the store has a passphrase."""
         with self._scratch() as tmp:
             path = os.path.join(tmp, "object")
             with open(path, "w", encoding="utf-8") as fh:
                 fh.write(text)
             if self.runner is not None:
                 self.runner.own(path)
+            if self.passphrase:
+                encrypted = os.path.join(tmp, "object.enc")
+                try:
+                    encrypt_file(self._runner(), path, encrypted, self.passphrase, timeout=self.crypt_timeout)
+                except CommandFailed as exc:
+                    raise StoreError(f"{self.description}/{key} could not be encrypted: {exc}") from exc
+                path = encrypted
             self.put_file(key, path)
 
     def get_text(self, key: str) -> str | None:
-        """The object's text, or None when it does not exist."""
+        """The object's text, or None when it does not exist. An encrypted object is decrypted with
+        the store's passphrase; a plaintext one is returned as it is (see the module's docstring).
+        Raises UnreadableObject, naming the object, when it does not decrypt or is not text."""
+        name = f"{self.description}/{key}"
         with self._scratch() as tmp:
             path = os.path.join(tmp, "object")
             try:
                 self.get_file(key, path)
             except FileNotFoundError:
                 return None
-            with open(path, encoding="utf-8") as fh:
-                return fh.read()
+            if self.runner is not None:
+                self.runner.own(path)
+            with open(path, "rb") as fh:
+                encrypted = fh.read(len(ENCRYPTED_MAGIC)) == ENCRYPTED_MAGIC
+            if encrypted:
+                if not self.passphrase:
+                    raise UnreadableObject(f"{name} is encrypted and the repository has no cipher pass")
+                plain = os.path.join(tmp, "object.plain")
+                try:
+                    decrypt_file(self._runner(), path, plain, self.passphrase, timeout=self.crypt_timeout)
+                except CommandFailed as exc:
+                    detail = " / ".join(exc.stderr.strip().splitlines()[-2:]) or str(exc)
+                    raise UnreadableObject(
+                        f"{name} does not decrypt with the repository's cipher pass "
+                        f"(wrong passphrase, or the object is corrupt): {detail}"
+                    ) from exc
+                path = plain
+            with open(path, "rb") as fh:
+                data = fh.read()
+            try:
+                return data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                how = "decrypts to" if encrypted else "is"
+                raise UnreadableObject(
+                    f"{name} {how} {len(data)} bytes that are not UTF-8 text (corrupt, or a wrong passphrase)"
+                ) from exc
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored at key (read, not decrypted)."""
+        with self._scratch() as tmp:
+            try:
+                self.get_file(key, os.path.join(tmp, "object"))
+            except FileNotFoundError:
+                return False
+            return True
 
 
 class PosixStore(Store):
-    def __init__(self, root: str, runner=None):
+    def __init__(self, root: str, runner=None, passphrase: str | None = None):
         self.root = root
         self.runner = runner
+        self.passphrase = passphrase or None
         self.description = f"posix {root}"
+        if runner is not None:
+            runner.add_secret(passphrase)
 
     def _path(self, key: str) -> str:
         return os.path.join(self.root, key.lstrip("/"))
@@ -155,6 +249,7 @@ class S3Store(Store):
         ca_file: str | None = None,
         runner=None,
         curl: str = "curl",
+        passphrase: str | None = None,
     ):
         self.endpoint, self.bucket, self.region = endpoint, bucket, region
         self.key, self.secret = key, secret
@@ -164,9 +259,11 @@ class S3Store(Store):
         self.verify_tls, self.ca_file = verify_tls, ca_file
         self.runner = runner
         self.curl = curl
+        self.passphrase = passphrase or None
         self.description = f"s3://{bucket}/{self.prefix} at {endpoint}:{self.port}"
         if runner is not None:
             runner.add_secret(secret)
+            runner.add_secret(passphrase)
 
     def _object_key(self, key: str) -> str:
         return f"{self.prefix}/{key.lstrip('/')}" if self.prefix else key.lstrip("/")
@@ -274,10 +371,12 @@ def _run(args, check=False, stdin=None, timeout=None):
 
 
 def store_for(options: dict, runner=None) -> Store:
-    """The store of one repository, from its pgBackRest options (pgbackrest.repo_options)."""
+    """The store of one repository, from its pgBackRest options (pgbackrest.repo_options): with
+    the repository's cipher-pass when it has one, so what put_text stores is encrypted."""
     kind = options.get("type", "posix")
+    passphrase = options.get("cipher-pass") or None
     if kind == "posix":
-        return PosixStore(options.get("path", "/var/lib/pgbackrest"), runner)
+        return PosixStore(options.get("path", "/var/lib/pgbackrest"), runner, passphrase=passphrase)
     if kind == "s3":
         verify = options.get("storage-verify-tls", options.get("s3-verify-tls", "y")) not in ("n", "no", "false", "0")
         return S3Store(
@@ -292,6 +391,7 @@ def store_for(options: dict, runner=None) -> Store:
             verify_tls=verify,
             ca_file=options.get("storage-ca-file") or options.get("s3-ca-file"),
             runner=runner,
+            passphrase=passphrase,
         )
     raise StoreError(f"repository type {kind} is not supported for manifests and logical dumps (posix and s3 are)")
 

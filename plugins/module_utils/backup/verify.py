@@ -26,10 +26,7 @@ from .database import fetch_all
 from .pgbackrest import PgBackRestError
 from .runner import CommandFailed, stop_group
 from .scratch import Scratch, ScratchFailed, remove_leftovers
-from .store import sha256_file, stanza_prefix
-
-# openssl enc options of encrypted logical dumps (logical.py writes them)
-CIPHER = ("-aes-256-cbc", "-pbkdf2", "-iter", "100000")
+from .store import UnreadableObject, decrypt_file, sha256_file, stanza_prefix
 
 CHECKS = ("structure", "restore", "amcheck", "manifest", "assertions")
 
@@ -192,8 +189,11 @@ def record_key(stanza: str, name: str) -> str:
 
 def load_json(store, key: str) -> dict | None:
     """A JSON object stored at key, or None when there is none or it does not read as one
-    (a verification record that cannot be read is no record)."""
-    text = store.get_text(key)
+    (a verification record that cannot be read, or does not decrypt, is no record)."""
+    try:
+        text = store.get_text(key)
+    except UnreadableObject:
+        return None
     if text is None:
         return None
     try:
@@ -208,8 +208,13 @@ MANIFEST_SHA256 = "f4a-manifest-sha256"
 
 def load_manifest(store, key: str, *, restore_point: bool = False, sha256: str | None = None) -> dict | None:
     """The data manifest at key, checked (manifest.parse), or None when none was stored.
-    Raises ManifestError naming the file when it is there but cannot be trusted."""
-    text = store.get_text(key)
+    Raises ManifestError naming the file when it is there but cannot be trusted (including when
+    it does not decrypt). A plaintext manifest in an encrypted repository (written before manifests
+    were encrypted) is read as it is and goes through the same sha256 check."""
+    try:
+        text = store.get_text(key)
+    except UnreadableObject as exc:
+        raise manifest_mod.ManifestError(str(exc)) from exc
     if text is None:
         if sha256:
             raise manifest_mod.ManifestError(
@@ -358,7 +363,10 @@ def load_logical_manifest(store, key: str) -> dict:
     sha256) and the data manifest inside it (manifest.validate). Raises ManifestError naming the
     file and what is wrong."""
     name = f"{store.description}/{key}"
-    text = store.get_text(key)
+    try:
+        text = store.get_text(key)
+    except UnreadableObject as exc:
+        raise manifest_mod.ManifestError(str(exc)) from exc
     if text is None:
         raise manifest_mod.ManifestError(f"{name} is missing")
     meta = manifest_mod.load_json(text, name)
@@ -404,15 +412,6 @@ def logical_backups(store, stanza: str) -> list[str]:
         if name == "manifest.json":
             stamps.add(stamp)
     return sorted(stamps)
-
-
-def decrypt(runner, src: str, dest: str, passphrase: str) -> None:
-    env = dict(os.environ, F4A_DUMP_PASS=passphrase)
-    runner.run(
-        ["openssl", "enc", "-d", *CIPHER, "-in", src, "-out", dest, "-pass", "env:F4A_DUMP_PASS"],
-        env=env,
-        timeout=3600,
-    )
 
 
 def verify_logical(
@@ -483,7 +482,7 @@ def verify_logical(
             if meta.get("encrypted"):
                 plain = path[: -len(".enc")] if path.endswith(".enc") else path + ".plain"
                 try:
-                    decrypt(runner, path, plain, passphrase)
+                    decrypt_file(runner, path, plain, passphrase)
                 except CommandFailed as exc:
                     problems.append(f"{name} does not decrypt: {exc}")
                     continue
