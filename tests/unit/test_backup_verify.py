@@ -141,8 +141,8 @@ def test_deleted_wal_segment_needed_for_consistency_is_caught(cluster):
     pgbr = cluster.pgbr()
     strict = pgbr.finish_verify
 
-    def lenient(started, backup, recover_to_lsn=None):
-        return {**strict(started, backup, recover_to_lsn), "ok": True, "reason": ""}
+    def lenient(started, backup, recover_to_lsn=None, timeout=3600):
+        return {**strict(started, backup, recover_to_lsn, timeout), "ok": True, "reason": ""}
 
     with moved_aside(cluster.archived_segment(first)):
         result = verify_physical(cluster, label=label)

@@ -122,7 +122,9 @@ def _check_copy(
             t0 = time.monotonic()
             try:
                 skip = [*(exclude or ()), *recorded.get("excluded", ())]
-                restored = manifest_mod.capture(scratch.connect, databases=list(recorded["databases"]), exclude=skip)
+                restored = manifest_mod.capture(
+                    scratch.connect, databases=list(recorded["databases"]), exclude=skip, like=recorded
+                )
                 cmp = manifest_mod.compare(recorded, restored, skip)
                 v.record(
                     "manifest",
