@@ -92,7 +92,19 @@ class ArchivedCluster:
                 }
             )
         )
-        self.run([str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync"])
+        # data page checksums, as the postgresql role creates clusters: pgBackRest checks every page
+        self.run(
+            [
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "--data-checksums",
+            ]
+        )
         with (self.data / "postgresql.conf").open("a") as fh:
             fh.write(
                 f"port = {self.port}\nlisten_addresses = ''\nunix_socket_directories = '{self.socket}'\n"
