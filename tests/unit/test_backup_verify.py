@@ -563,3 +563,25 @@ def test_s3_stopped_mid_backup_fails_in_bounded_time_and_records_nothing_good(cl
     # S3 back: the next backup works and the failure clears
     assert cli.main(["--config", str(cluster.cli_conf), "backup", "--type", "full", "--repo", "2"]) == 0
     assert cli.read_outcomes(cluster.metrics.read_text())["full"]["success"] == 1.0
+
+
+def test_a_corrupt_page_fails_the_backup_naming_the_file(capsys):
+    """Data page checksums (the clusters are made with them): pgBackRest finds the page whose
+    checksum is wrong while backing it up, and the backup command fails naming the file, before
+    any manifest is recorded."""
+    c = ArchivedCluster().create()
+    try:
+        c.sql("CREATE TABLE t AS SELECT g, md5(g::text) AS m FROM generate_series(1, 20000) g; CHECKPOINT")
+        path = c.sql("SELECT pg_relation_filepath('t')")[0][0]
+        assert c.sql("SHOW data_checksums") == [("on",)]
+        c.stop()
+        with flipped_byte(c.data / path):  # a page in the middle of the table, not read since
+            c.start()
+            rc = cli.main(["--config", str(c.cli_conf), "backup", "--type", "full"])
+            c.stop()
+        assert rc == 1
+        assert f"found invalid page checksums in {path}: the database has corrupt pages" in capsys.readouterr().out
+        assert cli.read_outcomes(c.metrics.read_text())["full"]["success"] == 0.0
+        assert c.store(1).list("f4a/test/manifest/") == []
+    finally:
+        c.remove()

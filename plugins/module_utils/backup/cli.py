@@ -122,6 +122,14 @@ def cmd_backup(ctx: Context, kind: str, repos: list[int]) -> dict:
         t0 = time.monotonic()
         backups[repo] = ctx.pgbr.backup(repo, kind, timeout=float(ctx.config["command_timeout"]))
         backups[repo]["seconds"] = round(time.monotonic() - t0, 3)
+        if backups[repo].get("error"):
+            # data page checksums: pgBackRest read a page whose checksum is wrong
+            label = backups[repo]["label"]
+            files = ctx.pgbr.page_errors(repo, label)
+            raise BackupFailed(
+                f"backup {label} of repo{repo} found invalid page checksums in {', '.join(files[:10])}: the "
+                "database has corrupt pages (no manifest is recorded, so the backup never verifies)"
+            )
     point = f"f4a-{backups[repos[-1]]['label']}"
     data = manifest_mod.capture(
         ctx.connect,

@@ -208,6 +208,20 @@ class PgBackRest:
             raise PgBackRestError(f"pgbackrest backup --repo={repo} finished but no new backup is listed")
         return new[-1]
 
+    def page_errors(self, repo: int, label: str) -> list[str]:
+        """Files in which pgBackRest found invalid page checksums while backing up `label`
+        (pgbackrest info --set lists them; needs data checksums on the cluster)."""
+        out = self.run("info", f"--repo={repo}", f"--set={label}", "--output=json").stdout or "[]"
+        try:
+            data = json.loads(out, strict=False)
+        except ValueError:
+            return ["(pgbackrest info --set did not print JSON)"]
+        for entry in data:
+            for backup in entry.get("backup", []):
+                if backup.get("label") == label and backup.get("error"):
+                    return list(backup.get("error-list") or ["(files not listed)"])
+        return []
+
     def annotate(self, repo: int, label: str, annotations: dict[str, str]) -> None:
         opts = [f"--repo={repo}", f"--set={label}"] + [f"--annotation={k}={v}" for k, v in annotations.items()]
         self.run("annotate", *opts)
