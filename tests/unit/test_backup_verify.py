@@ -125,9 +125,14 @@ def test_flipped_byte_in_a_backup_file_is_caught(cluster):
     victim = max((cluster.backup_dir(label) / "pg_data" / "base").rglob("*.zst"), key=lambda p: p.stat().st_size)
     with flipped_byte(victim):
         result = verify_physical(cluster, label=label)
+        structural = verify_physical(cluster, label=label, structural_only=True)
+    # the restore compares each file with its checksum (no second pass over the files)
     assert not result["verified"]
-    assert check(result, "structure")["ok"] is False
-    assert f"backup {label} is invalid" in result["reason"] and "checksum invalid 1" in result["reason"]
+    assert check(result, "restore")["ok"] is False, result["reason"]
+    print(result["reason"])
+    # check mode, which restores nothing, reads every file with pgbackrest verify
+    assert not structural["verified"] and check(structural, "structure")["ok"] is False
+    assert f"backup {label} is invalid" in structural["reason"] and "checksum invalid 1" in structural["reason"]
     assert cluster.scratch_leftovers() == []
     assert verify_physical(cluster, label=label, structural_only=True)["verified"]  # flipped back: valid again
 
@@ -139,14 +144,14 @@ def test_deleted_wal_segment_needed_for_consistency_is_caught(cluster):
     label = out["backups"][0]["label"]
     first = cluster.pgbr().find(1, label)["archive"]["start"]
     pgbr = cluster.pgbr()
-    strict = pgbr.finish_verify
+    strict = pgbr.wal_check
 
-    def lenient(started, backup, recover_to_lsn=None, timeout=3600):
-        return {**strict(started, backup, recover_to_lsn, timeout), "ok": True, "reason": ""}
+    def lenient(repo, backup, recover_to_lsn=None, timeout=600):
+        return {**strict(repo, backup, recover_to_lsn, timeout), "ok": True, "reason": ""}
 
     with moved_aside(cluster.archived_segment(first)):
         result = verify_physical(cluster, label=label)
-        pgbr.finish_verify = lenient
+        pgbr.wal_check = lenient
         restore_only = verify.verify_physical(
             pgbr,
             cluster.store(1),
@@ -585,3 +590,25 @@ def test_a_corrupt_page_fails_the_backup_naming_the_file(capsys):
         assert c.store(1).list("f4a/test/manifest/") == []
     finally:
         c.remove()
+
+
+def test_flipped_byte_in_the_encrypted_s3_repository_fails_the_restore_naming_the_file(cluster, s3):
+    """The lab's integration test flips a byte the same way: the restore names the file."""
+    label = cluster.backup("full", repos=(2,))["backups"][0]["label"]
+    client = s3.client()
+    prefix = f"pgbackrest/backup/test/{label}/pg_data/base/"
+    objects = client.list_objects_v2(Bucket="f4a-unit-backups", Prefix=prefix)["Contents"]
+    victim = max(objects, key=lambda o: o["Size"])["Key"]
+    original = client.get_object(Bucket="f4a-unit-backups", Key=victim)["Body"].read()
+    flipped = bytearray(original)
+    flipped[len(flipped) // 2] ^= 0xFF
+    client.put_object(Bucket="f4a-unit-backups", Key=victim, Body=bytes(flipped))
+    try:
+        result = verify_physical(cluster, repo=2, label=label)
+    finally:
+        client.put_object(Bucket="f4a-unit-backups", Key=victim, Body=original)
+    relative = victim.split("/pg_data/", 1)[1].rsplit(".", 1)[0]
+    assert not result["verified"] and check(result, "restore")["ok"] is False
+    # the decoder fails without a name; the verify pass run after a failed restore names the file
+    assert "pgbackrest restore failed" in result["reason"] and f"pg_data/{relative}" in result["reason"], result
+    assert cluster.scratch_leftovers() == []
