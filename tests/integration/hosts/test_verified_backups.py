@@ -12,6 +12,7 @@ only repository.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -254,3 +255,22 @@ def test_drill_report_is_written(s3_lab):
     html = sorted((lab.ROOT / "reports" / "dr").glob("dr-drill-*.html"))[-1].read_text()
     assert f"RTO {report['rto_seconds']} s" in html
     assert report["live_release"]["version"]
+    assert report["failed"] is False
+
+
+def test_a_failed_drill_writes_its_report_with_the_failure(s3_lab):
+    """repo1 is a directory on db: db2 holds no backup of its own there, so the drill cannot
+    choose one. The run fails naming the step, and the report (JSON and HTML) says so."""
+    reports = lab.ROOT / "reports" / "dr"
+    before = set(reports.glob("dr-drill-*.json"))
+    run = lab.playbook("dr_restore.yml", *extra(s3_lab, "-e", "dr_restore_repo=1", "-e", "dr_restore_drill_app=false"))
+    assert not run.ok
+    assert "The DR drill failed: Choose the newest backup that verifies: " in run.text, run
+    new = sorted(set(reports.glob("dr-drill-*.json")) - before)
+    assert len(new) == 1, new
+    report = json.loads(new[0].read_text())
+    assert report["failed"] is True and report["rto_seconds"] is None
+    assert report["failure"].startswith("Choose the newest backup that verifies: ") and len(report["failure"]) > 45
+    assert "prepared" in report["phases_reached"] and report["seconds_until_failure"] > 0
+    html = new[0].with_suffix(".html").read_text()
+    assert "failed" in html and "Choose the newest backup that verifies" in html
