@@ -11,11 +11,12 @@ description:
   - Verifies one backup, a pgBackRest set or a logical dump (by default the latest), on the host
     the task runs on, which must have pgBackRest configured for the stanza (the backup role does
     it, on the database host or a spare).
-  - "Checks, each with its result and time: C(structure) (C(pgbackrest verify) of the set plus
-    every WAL segment the set needs being in the archive; for a dump, each file's size and sha256
-    against its manifest and C(pg_restore --list)); C(restore) (into a scratch PostgreSQL instance
-    with its own data directory and a Unix socket in a private directory, recovered to the restore
-    point the data manifest was taken at, and waited for until recovery has finished);
+  - "Checks, each with its result and time: C(structure) (every WAL segment the set needs being
+    in the archive, and in check mode also C(pgbackrest verify) of the set; for a dump, each file's
+    size and sha256 against its manifest and C(pg_restore --list)); C(restore) (into a scratch
+    PostgreSQL instance with its own data directory and a Unix socket in a private directory, each
+    file compared with its checksum as it is restored, recovered to the restore point the data
+    manifest was taken at, and waited for until recovery has finished);
     C(amcheck) (pg_amcheck on heap and btree, with heapallindexed); C(manifest) (every table's row
     count and content checksum against the manifest recorded at backup time); C(assertions) (the
     caller's SQL)."

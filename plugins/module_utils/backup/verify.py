@@ -1,17 +1,19 @@
 """backup_verify: a backup proves itself by being restored and checked.
 
 For a pgBackRest set:
-    structure   pgbackrest verify of the set, plus the WAL it needs being in the archive
-    restore     pgbackrest restore into a scratch instance, recovered to the manifest's restore
-                point (or to consistency when there is no manifest), promoted
+    structure   the WAL the set needs is in the archive (a listing); in check mode, which
+                restores nothing, also pgbackrest verify of the set (every file's checksum)
+    restore     pgbackrest restore into a scratch instance, which compares every file with its
+                checksum, recovered to the manifest's restore point (or to consistency when there
+                is no manifest), promoted; after a failed restore, pgbackrest verify names the file
     amcheck     pg_amcheck --heapallindexed over every database of the copy
     manifest    row counts and checksums of the copy against the manifest recorded at backup time
     assertions  the caller's SQL, each returning true
 For a logical dump: the files' sha256 and size against its manifest and `pg_restore --list`
 (structure), pg_restore into a fresh scratch instance (restore), then the same three checks.
 
-The structural check runs alongside the restore (both only read the repository); a failed
-structural check stops the restore. amcheck runs alongside the manifest comparison.
+The files are read once (by the restore). amcheck runs alongside the manifest comparison; each
+phase is timed on its own (Verification.phases).
 """
 
 from __future__ import annotations
