@@ -3,8 +3,9 @@
 `verify` is pgBackRest's own structural check (every file's checksum and size against the
 backup's manifest, every archived WAL segment's checksum). It says nothing about WAL that is not
 there: a segment a backup needs for consistency can be missing while verify reports the backup
-valid (measured with 2.45). So `structural_check` also proves that the archive holds every
-segment from the backup's start to the point it must be recovered to.
+valid (measured with 2.45). So `verify_set` also proves that the archive holds every segment
+from the backup's start to the point it must be recovered to, and `wal_check` proves only that,
+from a listing of the archive (a full verification, whose restore checks the files).
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from __future__ import annotations
 import configparser
 import json
 import re
-import subprocess
 import time
 
-from .runner import stop_group
+from .runner import CommandFailed
 
 WAL_SEGMENT_SIZE = 16 * 1024 * 1024
 
@@ -59,13 +59,16 @@ def repositories(conf: configparser.RawConfigParser, stanza: str) -> list[int]:
     return sorted(found) or [1]
 
 
+def segment_name(timeline: int, number: int) -> str:
+    """Name of WAL segment `number` (absolute, as segment_number gives it) on `timeline`."""
+    per_id = 0x100000000 // WAL_SEGMENT_SIZE
+    return f"{timeline:08X}{number // per_id:08X}{number % per_id:08X}"
+
+
 def wal_segment(lsn: str, timeline: int) -> str:
     """Name of the 16 MiB WAL segment holding `lsn` (X/Y) on `timeline`."""
     high, low = (int(part, 16) for part in lsn.split("/"))
-    position = (high << 32) | low
-    segment = position // WAL_SEGMENT_SIZE
-    per_id = 0x100000000 // WAL_SEGMENT_SIZE
-    return f"{timeline:08X}{segment // per_id:08X}{segment % per_id:08X}"
+    return segment_name(timeline, ((high << 32) | low) // WAL_SEGMENT_SIZE)
 
 
 def segment_number(name: str) -> tuple[int, int]:
@@ -117,12 +120,23 @@ def first_missing(segments: set[str], first: str, last: str) -> str | None:
     """The first segment from `first` to `last` (inclusive, one timeline) not in `segments`."""
     tli, start = segment_number(first)
     _tli, stop = segment_number(last)
-    per_id = 0x100000000 // WAL_SEGMENT_SIZE
-    for segment in range(start, stop + 1):
-        name = f"{tli:08X}{segment // per_id:08X}{segment % per_id:08X}"
-        if name not in segments:
-            return name
-    return None
+    return next((segment_name(tli, n) for n in range(start, stop + 1) if segment_name(tli, n) not in segments), None)
+
+
+def wal_needed(backup: dict, recover_to_lsn: str | None = None) -> tuple[str, str]:
+    """The first and last WAL segments a backup needs: from its start to its stop, or to the
+    point it is recovered to when that is later."""
+    first, last = backup["archive"]["start"], backup["archive"]["stop"]
+    if recover_to_lsn:
+        last = max(last, wal_segment(recover_to_lsn, int(first[:8], 16)))
+    return first, last
+
+
+def wal_gap(label: str, gap: str, first: str, last: str) -> str:
+    return (
+        f"WAL segment {gap} is missing from the archive: backup {label} needs {first} to {last} "
+        "to reach a consistent state"
+    )
 
 
 def missing_wal(ranges, first: str, last: str) -> str | None:
@@ -139,8 +153,7 @@ def missing_wal(ranges, first: str, last: str) -> str | None:
     while segment <= stop:
         holder = next(((lo, hi) for lo, hi in covered if lo <= segment <= hi), None)
         if holder is None:
-            per_id = 0x100000000 // WAL_SEGMENT_SIZE
-            return f"{tli:08X}{segment // per_id:08X}{segment % per_id:08X}"
+            return segment_name(tli, segment)
         segment = holder[1] + 1
     return None
 
@@ -161,8 +174,10 @@ class PgBackRest:
     def run(self, name: str, *options: str, timeout=None, check=True):
         return self.runner.run(self.command(name, *options), timeout=timeout, check=check)
 
-    def info(self, repo: int | None = None) -> dict:
-        opts = ["--output=json"] + ([f"--repo={repo}"] if repo else [])
+    def info(self, repo: int | None = None, label: str | None = None) -> dict:
+        """The stanza's entry of pgbackrest info (with `label`: of that backup set only, which
+        adds details such as the files with page checksum errors)."""
+        opts = ["--output=json"] + ([f"--repo={repo}"] if repo else []) + ([f"--set={label}"] if label else [])
         out = self.run("info", *opts).stdout or "[]"
         try:
             # strict=False: a repository it could not decrypt puts raw bytes, control characters
@@ -227,15 +242,9 @@ class PgBackRest:
     def page_errors(self, repo: int, label: str) -> list[str]:
         """Files in which pgBackRest found invalid page checksums while backing up `label`
         (pgbackrest info --set lists them; needs data checksums on the cluster)."""
-        out = self.run("info", f"--repo={repo}", f"--set={label}", "--output=json").stdout or "[]"
-        try:
-            data = json.loads(out, strict=False)
-        except ValueError:
-            return ["(pgbackrest info --set did not print JSON)"]
-        for entry in data:
-            for backup in entry.get("backup", []):
-                if backup.get("label") == label and backup.get("error"):
-                    return list(backup.get("error-list") or ["(files not listed)"])
+        for backup in self.info(repo, label).get("backup", []):
+            if backup.get("label") == label and backup.get("error"):
+                return list(backup.get("error-list") or ["(files not listed)"])
         return []
 
     def annotate(self, repo: int, label: str, annotations: dict[str, str]) -> None:
@@ -263,24 +272,19 @@ class PgBackRest:
         to the point it is recovered to is in the archive (a listing; the backup's files are
         checked by the restore itself, which compares each file with its checksum)."""
         t0 = time.monotonic()
-        first, last = backup["archive"]["start"], backup["archive"]["stop"]
-        if recover_to_lsn:
-            last = max(last, wal_segment(recover_to_lsn, int(first[:8], 16)))
+        first, last = wal_needed(backup, recover_to_lsn)
         try:
             have = self.archived_segments(repo, timeout)
         except Exception as exc:  # a listing that fails is this check's failure
             return {"ok": False, "reason": f"could not list the WAL archive: {exc}", "seconds": time.monotonic() - t0}
         gap = first_missing(have, first, last)
-        reason = (
-            f"WAL segment {gap} is missing from the archive: backup {backup['label']} needs {first} to {last} "
-            "to reach a consistent state"
-            if gap
-            else ""
-        )
+        reason = wal_gap(backup["label"], gap, first, last) if gap else ""
         return {"ok": not gap, "reason": reason, "seconds": time.monotonic() - t0, "wal_needed": [first, last]}
 
-    def start_verify(self, repo: int, label: str):
-        """pgbackrest verify of one backup set, in the background (see finish_verify)."""
+    def verify_set(self, repo: int, backup: dict, recover_to_lsn: str | None = None, timeout: float = 3600) -> dict:
+        """pgbackrest verify of one backup set (every file against its checksum) plus the WAL it
+        needs in the archive: ok, reason, seconds, the parsed report."""
+        label = backup["label"]
         args = self.command(
             "verify",
             f"--repo={repo}",
@@ -290,23 +294,14 @@ class PgBackRest:
             "--log-level-console=detail",
             "--log-level-stderr=off",
         )
-        return self.runner.start(args), time.monotonic()
-
-    @staticmethod
-    def finish_verify(started, backup: dict, recover_to_lsn: str | None = None, timeout: float = 3600) -> dict:
-        """The outcome of the structural check: ok, reason, seconds, the parsed report."""
-        proc, t0 = started
+        t0 = time.monotonic()
         try:
-            out, err = proc.communicate(timeout=max(1.0, timeout - (time.monotonic() - t0)))
-        except subprocess.TimeoutExpired:
-            stop_group(proc)
-            proc.communicate()
-            return {
-                "ok": False,
-                "reason": f"pgbackrest verify did not finish within {timeout} s and was stopped",
-                "seconds": time.monotonic() - t0,
-            }
+            proc = self.runner.run(args, check=False, timeout=timeout)
+        except CommandFailed as exc:  # stopped at the timeout (or pgbackrest missing)
+            why = f"did not finish within {timeout} s and was stopped" if exc.returncode == -1 else f"failed: {exc}"
+            return {"ok": False, "reason": f"pgbackrest verify {why}", "seconds": time.monotonic() - t0}
         seconds = time.monotonic() - t0
+        out, err = proc.stdout, proc.stderr
         if proc.returncode:
             return {
                 "ok": False,
@@ -314,23 +309,16 @@ class PgBackRest:
                 "seconds": seconds,
             }
         report = parse_verify(out)
-        label = backup["label"]
         problems = list(report["problems"])
         mine = report["backups"].get(label)
         if mine is None:
             problems.append(f"pgbackrest verify did not report on backup {label}")
         elif mine["status"] != "valid":
             problems.insert(0, f"backup {label} is {mine['status']}: {mine['valid']} of {mine['checked']} files valid")
-        first, last = backup["archive"]["start"], backup["archive"]["stop"]
-        if recover_to_lsn:
-            timeline = int(first[:8], 16)
-            last = max(last, wal_segment(recover_to_lsn, timeline))
+        first, last = wal_needed(backup, recover_to_lsn)
         gap = missing_wal(report["wal_ranges"], first, last)
         if gap:
-            problems.append(
-                f"WAL segment {gap} is missing from the archive: backup {label} needs {first} to {last} "
-                "to reach a consistent state"
-            )
+            problems.append(wal_gap(label, gap, first, last))
         if report["invalid_files"]:
             problems.append("; ".join(report["invalid_files"][:5]))
         return {

@@ -291,8 +291,7 @@ def verify_physical(
         }
     if structural_only:
         # check mode restores nothing: pgBackRest reads every file of the set against its checksum
-        structure = pgbr.start_verify(repo, summary["label"])
-        s = pgbr.finish_verify(structure, backup, point.get("lsn"), timeout)
+        s = pgbr.verify_set(repo, backup, point.get("lsn"), timeout)
         v.record("structure", s["ok"], s["seconds"], s["reason"], wal_needed=s.get("wal_needed"))
         for name in CHECKS[1:]:
             v.skip(name, "structural check only (check mode)")
@@ -323,25 +322,28 @@ def verify_physical(
         else:
             target = {"target_type": "immediate"}
         t0 = time.monotonic()
-        restore = pgbr.runner.start(
-            pgbr.restore_command(repo, summary["label"], scratch.data, process_max=process_max, **target)
-        )
-        while restore.poll() is None:
-            if time.monotonic() - t0 > timeout:
-                stop_group(restore)
-                break
-            time.sleep(0.05)
-        out, err = restore.communicate()
+        timed_out = False
+        try:
+            restore = pgbr.runner.run(
+                pgbr.restore_command(repo, summary["label"], scratch.data, process_max=process_max, **target),
+                check=False,
+                timeout=timeout,
+            )
+            rc, out, err = restore.returncode, restore.stdout, restore.stderr
+        except CommandFailed as exc:  # stopped at the timeout (the runner stops its process group)
+            timed_out = exc.returncode == -1
+            rc, out = exc.returncode, ""
+            err = str(exc)
+            if timed_out:
+                err = f"did not finish within the verification timeout of {timeout} s and was stopped"
         restore_files = time.monotonic() - t0
-        if restore_files > timeout:
-            err = f"did not finish within the verification timeout of {timeout} s and was stopped"
-        if restore.returncode:
+        if rc:
             text = (err or out).strip().splitlines()
             reason = f"pgbackrest restore failed: {' / '.join(text[-3:])}"
-            if restore_files <= timeout:
+            if not timed_out:
                 # the restore does not always name the file (a corrupt compressed or encrypted one
                 # fails in the decoder): only now, read the set with pgbackrest verify to name it
-                named = pgbr.finish_verify(pgbr.start_verify(repo, summary["label"]), backup, point.get("lsn"), timeout)
+                named = pgbr.verify_set(repo, backup, point.get("lsn"), timeout)
                 if not named["ok"]:
                     reason += f"; pgbackrest verify of the set: {named['reason']}"
             v.record("restore", False, restore_files, reason)
