@@ -261,19 +261,27 @@ def metric_kind(args) -> str:
     return args.type if args.command == "backup" else "logical"
 
 
+# (metric, the outcome's key it exports, help text)
 METRICS = (
-    ("free4allweb_backup_last_run_timestamp_seconds", "When the last backup command of this type ended."),
-    ("free4allweb_backup_last_run_success", "1 when the last backup command of this type succeeded, else 0."),
-    ("free4allweb_backup_last_run_duration_seconds", "How long the last backup command of this type ran."),
-    ("free4allweb_backup_last_success_timestamp_seconds", "When a backup command of this type last succeeded."),
+    ("free4allweb_backup_last_run_timestamp_seconds", "ended", "When the last backup command of this type ended."),
+    (
+        "free4allweb_backup_last_run_success",
+        "success",
+        "1 when the last backup command of this type succeeded, else 0.",
+    ),
+    ("free4allweb_backup_last_run_duration_seconds", "seconds", "How long the last backup command of this type ran."),
+    (
+        "free4allweb_backup_last_success_timestamp_seconds",
+        "last_success",
+        "When a backup command of this type last succeeded.",
+    ),
 )
 
 
 def render_outcomes(stanza: str, outcomes: dict) -> str:
     """The textfile collector's format: one series per backup type of each metric."""
     lines = []
-    keys = ("ended", "success", "seconds", "last_success")
-    for (name, text), key in zip(METRICS, keys, strict=True):
+    for name, key, text in METRICS:
         lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge"]
         for kind in sorted(outcomes):
             value = outcomes[kind].get(key)
@@ -284,7 +292,7 @@ def render_outcomes(stanza: str, outcomes: dict) -> str:
 
 def read_outcomes(text: str) -> dict:
     """The outcomes a metrics file holds (render_outcomes' format), by backup type."""
-    keys = dict(zip((m[0] for m in METRICS), ("ended", "success", "seconds", "last_success"), strict=True))
+    keys = {name: key for name, key, _text in METRICS}
     out: dict = {}
     for line in text.splitlines():
         if line.startswith("#") or "{" not in line:
