@@ -129,7 +129,6 @@ def test_flipped_byte_in_a_backup_file_is_caught(cluster):
     # the restore compares each file with its checksum (no second pass over the files)
     assert not result["verified"]
     assert check(result, "restore")["ok"] is False, result["reason"]
-    print(result["reason"])
     # check mode, which restores nothing, reads every file with pgbackrest verify
     assert not structural["verified"] and check(structural, "structure")["ok"] is False
     assert f"backup {label} is invalid" in structural["reason"] and "checksum invalid 1" in structural["reason"]
@@ -603,18 +602,13 @@ def test_a_corrupt_page_fails_the_backup_naming_the_file(capsys):
 def test_flipped_byte_in_the_encrypted_s3_repository_fails_the_restore_naming_the_file(cluster, s3):
     """The lab's integration test flips a byte the same way: the restore names the file."""
     label = cluster.backup("full", repos=(2,))["backups"][0]["label"]
-    client = s3.client()
     prefix = f"pgbackrest/backup/test/{label}/pg_data/base/"
-    objects = client.list_objects_v2(Bucket="f4a-unit-backups", Prefix=prefix)["Contents"]
+    objects = s3.client().list_objects_v2(Bucket="f4a-unit-backups", Prefix=prefix)["Contents"]
     victim = max(objects, key=lambda o: o["Size"])["Key"]
-    original = client.get_object(Bucket="f4a-unit-backups", Key=victim)["Body"].read()
-    flipped = bytearray(original)
+    flipped = bytearray(s3_object(s3, victim.removeprefix("pgbackrest/")))
     flipped[len(flipped) // 2] ^= 0xFF
-    client.put_object(Bucket="f4a-unit-backups", Key=victim, Body=bytes(flipped))
-    try:
+    with s3_object_replaced(s3, victim.removeprefix("pgbackrest/"), bytes(flipped)):
         result = verify_physical(cluster, repo=2, label=label)
-    finally:
-        client.put_object(Bucket="f4a-unit-backups", Key=victim, Body=original)
     relative = victim.split("/pg_data/", 1)[1].rsplit(".", 1)[0]
     assert not result["verified"] and check(result, "restore")["ok"] is False
     # the decoder fails without a name; the verify pass run after a failed restore names the file
