@@ -3,8 +3,9 @@
 The S3 endpoint (moto behind nginx TLS, tests/support/s3_front.py) listens on 127.0.0.1 and on the
 lab bridge's own address, 10.89.40.1, which the lab's containers reach as their gateway. The db
 and db2 hosts are provisioned with two repositories: repo1, a directory on the host itself, and
-repo2, the bucket (encrypted). `restore_lab_repositories()` puts the lab back to repo1 only
-before the endpoint goes away (an unreachable repository would make WAL archiving block).
+repo2, the bucket (encrypted). `restore_lab_repositories()` puts the inventory's repositories
+back (repo1 and the lab's own S3, lab/s3/service) before this endpoint goes away (an unreachable
+repository would make WAL archiving block).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def provision_databases(*extra: str) -> lab.Run:
 
 
 def restore_lab_repositories() -> lab.Run:
-    """Back to the inventory's repositories (repo1 only) on db and db2."""
+    """Back to the inventory's repositories (repo1, and repo2 the lab's own S3) on db and db2."""
     run = provision_databases()
     if not run.ok:
         raise RuntimeError(f"could not put the lab's backup settings back:\n{run}")

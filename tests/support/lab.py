@@ -170,6 +170,8 @@ def containers() -> dict[str, str]:
 PROVISION_INPUTS = ("roles", "inventories/local", "playbooks/provision.yml", "playbooks/hosts/provision.yml")
 # The last successful provision by lab_up(): session, inputs' fingerprint, the containers it ran on.
 PROVISIONED = ROOT / ".lab" / "provisioned.json"
+# written by lab/s3/service when it starts the lab's S3 (moto)
+S3_STARTED = ROOT / ".lab" / "s3" / "moto.pid"
 
 
 def provision_fingerprint() -> str:
@@ -200,6 +202,10 @@ def _already_provisioned(fingerprint: str) -> bool:
         record.get("session") == session()
         and record.get("fingerprint") == fingerprint
         and record.get("containers") == containers()
+        # the lab's S3 keeps its objects in memory: started since, it lost the pgBackRest stanza
+        # that provisioning created there
+        and S3_STARTED.exists()
+        and S3_STARTED.stat().st_mtime <= record.get("at", 0)
     )
 
 

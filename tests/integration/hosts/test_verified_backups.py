@@ -6,8 +6,8 @@ The file runs after test_blue_green.py and test_canary.py and starts from whatev
 live (it deploys 1.0.0 only when nothing answers). Every corruption is made for real in a
 repository and undone afterwards. The DR test kills PostgreSQL on db, restores onto db2 and
 points the app at it; it then fails back (db restarted, the slots pointed at db again) so the
-lab ends as it began: serving, with free4allweb_db_host (db) the live database and repo1 the
-only repository.
+lab ends as it began: serving, with free4allweb_db_host (db) the live database and the
+inventory's repositories (repo1 on db, repo2 the lab's own S3).
 """
 
 from __future__ import annotations
