@@ -154,6 +154,9 @@ def test_backup_buckets_encrypted_private_versioned_with_lifecycle(moto):
         assert db["Expiration"]["Days"] == 30
         assert app["Filter"]["Prefix"] == "app/"
         assert app["Expiration"]["Days"] == 90
+        # an overwritten or deleted object's old version is kept as long as the backups themselves
+        assert db["NoncurrentVersionExpiration"]["NoncurrentDays"] == 30
+        assert app["NoncurrentVersionExpiration"]["NoncurrentDays"] == 90
         assert [(t["Days"], t["StorageClass"]) for t in app["Transitions"]] == [(30, "STANDARD_IA"), (60, "GLACIER")]
     replication = moto.client("s3").get_bucket_replication(Bucket=f"{NAME}-backups-123456789012")
     rule = replication["ReplicationConfiguration"]["Rules"][0]
