@@ -28,10 +28,10 @@ STEPS = [5, 25, 50, 100]
 # The one setting not left at its default: canary_budget (600 s for the steps together). The plan
 # drops the 5 % step when the steps together would need more, which on the lab depends on what the
 # load generator delivers on a loaded CI machine (test_canary.py saw it start at 25 %); this test is
-# about every platform running the same steps, so its request allows them the time.
+# about every platform running the same steps, so its request allows them the time. When even the
+# step cap is too short for 5 % (a CI machine busy with a cold Go build: 25, 50, 100), the lab
+# follows its plan, which must say so (planned_steps).
 REQUEST = {"deploy_strategy": "canary", "canary_steps": STEPS, "canary_budget": 1800}
-# every step judged, the 100 % step too (the check after the switch)
-JUDGED = [(f"canary {w} %", "pass") for w in STEPS]
 WORK_MS = 30  # the lab's releases: see tests/integration/hosts/test_canary.py
 
 
@@ -227,6 +227,22 @@ def test_the_same_request_gives_the_same_rollout_on_every_platform(request, make
         getattr(platform, "close", lambda: None)()
 
 
+def planned_steps(platform, run, steps: list) -> list[int]:
+    """The steps the deploy ran, from its record ("canary 25 %", ...). The clusters' stand-ins give
+    every step ample traffic: the request's steps, always. On the lab the plan may start later
+    than 5 % when the load generator delivers too little for the judge to decide 5 % within the
+    step cap (a CI machine busy with a cold Go build did); then the run must say why, and the steps
+    it kept are the request's from the first kept one on."""
+    planned = [int(step.split()[1]) for step, _ in steps]
+    if platform.name != "hosts" or planned == STEPS:
+        assert planned == STEPS, (platform.name, steps)
+        return planned
+    assert planned and planned[0] in STEPS[1:], steps
+    assert planned == STEPS[STEPS.index(planned[0]) :], steps
+    assert "skipped; running" in run.output, run.output[-3000:]
+    return planned
+
+
 def check_the_rollout(platform):
     before = platform.weights()
     live = max(before, key=before.get)
@@ -235,17 +251,20 @@ def check_the_rollout(platform):
     with Watcher(platform.weights) as watcher:
         run = platform.deploy("8.1.0", REQUEST)
     assert platform.ok(run), run
-    # the router went 0 -> 5 -> 25 -> 50 -> 100 % on the idle colour, and nowhere else
-    assert watcher.shares(idle) == [0, *STEPS], (platform.name, watcher.seen)
+    record, steps = platform.record()
+    planned = planned_steps(platform, run, steps)
+    # the router went 0 -> 5 -> 25 -> 50 -> 100 % on the idle colour (or the plan's steps, which
+    # start later only on the lab at thin traffic), and nowhere else
+    assert watcher.shares(idle) == [0, *planned], (platform.name, watcher.seen)
     assert "Judge the canary against the live colour" in run.output
     platform.check_live(idle, "8.1.0")
-    record, steps = platform.record()
-    assert steps == JUDGED, (platform.name, steps)
+    # every step judged, the 100 % step too (the check after the switch)
+    assert steps == [(f"canary {w} %", "pass") for w in planned], (platform.name, steps)
     assert (record["kind"], record["version"], record["result"]) == ("deploy", "8.1.0", "succeeded"), record
     assert record.get("commit"), f"{platform.name}: the record names no commit: {record}"
     # reports are on by default (reports/canary in the project), named by the run, one per judged step
     reports = platform.reports()
-    assert len(reports) == len(JUDGED) and all(reports), (platform.name, reports)
+    assert len(reports) == len(planned) and all(reports), (platform.name, reports)
     for path in reports:
         assert Path(path).is_file() and Path(path).parent == lab.ROOT / "reports" / "canary", path
         assert record["run_id"] in Path(path).name, (path, record["run_id"])
