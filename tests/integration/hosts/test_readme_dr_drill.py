@@ -93,7 +93,11 @@ def test_the_readme_drill_restores_from_the_lab_s3_onto_db2(provisioned_lab):
     report = json.loads(new[0].read_text())
     assert report["failed"] is False and report["mode"] == "drill", report
     assert report["repo"] == 2 and report["target"] == "db2", report
+    # the live release came up on db2 against the restored database, and the HTML says the RTO
     assert report["live_release"].get("version") == live, report
+    assert report["phases"]["app_back"] > 0, report
+    html = new[0].with_suffix(".html").read_text()
+    assert f"RTO {report['rto_seconds']} s" in html
     # the write after the backup came back from the S3 repository's WAL
     assert report["rpo_seconds"] is not None and 0 <= report["rpo_seconds"] < 120, report
     rows = bl.pg("db2", f"SELECT count(*) FROM games WHERE home_team = '{marker}'")
