@@ -6,8 +6,9 @@ filled in, as one fact. See plugins/modules/check_request.py for the documentati
 from __future__ import annotations
 
 from ansible.errors import AnsibleActionFail
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
+
+from ansible_collections.free4allweb.devops.plugins.module_utils import inputs
 
 
 class ActionModule(ActionBase):
@@ -25,15 +26,20 @@ class ActionModule(ActionBase):
         fact = self._task.args.get("fact", "request")
         what = self._task.args.get("name", "request")
 
+        # each option's `check` (ranges, formats) is ours; the rest is Ansible's argument spec
+        spec, constraints = inputs.split_request_spec(spec)
         given = {k: self._templar.template(task_vars[k]) for k in spec if k in task_vars}
         given.update(provided)
-        checked = ArgumentSpecValidator(spec).validate(given, validate_role_argument_spec=True)
-        if checked.error_messages:
+        try:
+            validated, errors = inputs.check(spec, constraints, given)
+        except inputs.InputSpecError as e:
+            raise AnsibleActionFail(f"the {what}'s spec is malformed: {e}") from e
+        if errors:
             result["failed"] = True
-            result["argument_errors"] = checked.error_messages
-            result["msg"] = f"the {what} is invalid: " + "; ".join(checked.error_messages)
+            result["argument_errors"] = errors
+            result["msg"] = f"the {what} is invalid: " + "; ".join(errors)
             return result
 
-        request = {k: checked.validated_parameters.get(k) for k in spec}
+        request = {k: validated.get(k) for k in spec}
         result.update(changed=False, ansible_facts={fact: request}, msg=f"the {what} is valid")
         return result

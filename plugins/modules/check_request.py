@@ -16,7 +16,11 @@ description:
   - Runs on the controller only (an action plugin); it never contacts a host.
 options:
   argument_spec:
-    description: Options in the format of a role's C(meta/argument_specs.yml) entry point.
+    description:
+      - Options in the format of a role's C(meta/argument_specs.yml) entry point.
+      - An option may also carry C(check), a dict of what the argument spec cannot say (ranges,
+        formats, list rules), in the language of C(meta/constraints.yml) (see the check_inputs
+        module and docs/inputs.md); it is checked after the types, on the validated value.
     type: dict
     required: true
   provided_arguments:
