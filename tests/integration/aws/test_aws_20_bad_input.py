@@ -19,22 +19,24 @@ CASES = {
     "public EKS endpoint without an allow-list": (
         "inventories/staging",
         {"aws_eks_endpoint_public_access": True, "aws_eks_public_access_cidrs": []},
-        "aws_eks_endpoint_public_access is on, so aws_eks_public_access_cidrs must list the CIDRs",
+        "aws_eks_public_access_cidrs is []: it must not be empty when aws_eks_endpoint_public_access is True",
     ),
     "public EKS endpoint open to the world": (
         "inventories/staging",
         {"aws_eks_endpoint_public_access": True, "aws_eks_public_access_cidrs": ["0.0.0.0/0"]},
-        "(not 0.0.0.0/0)",
+        "aws_eks_public_access_cidrs[0] is '0.0.0.0/0': it must not be any of '0.0.0.0/0', '::/0' "
+        "when aws_eks_endpoint_public_access is True",
     ),
     "retention under 7 days in production": (
         "inventories/production",
         {"aws_rds_backup_retention_days": 3},
-        "aws_rds_backup_retention_days is 3: RDS keeps 1 to 35 days, and production (production) needs at least 7",
+        "aws_rds_backup_retention_days is 3: it must be at least 7 when aws_rds_tags.environment is 'production'",
     ),
     "database backups kept under 7 days in production": (
         "inventories/production",
         {"aws_backup_storage_db_expiration_days": 5},
-        "aws_backup_storage_db_expiration_days is 5: production keeps database backups at least 7 days",
+        "aws_backup_storage_db_expiration_days is 5: it must be at least 7 when aws_backup_storage_tags.environment "
+        "is 'production'",
     ),
     "a value of the wrong type": (
         "inventories/staging",

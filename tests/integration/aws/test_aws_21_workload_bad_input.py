@@ -10,7 +10,7 @@ PROVISION = "playbooks/aws/provision.yml"
 CASES = {
     "an unpinned controller chart": (
         {"aws_eks_workload_lbc_chart_version": "latest"},
-        "aws_eks_workload_lbc_chart_version must pin a chart version (x.y.z); got 'latest'",
+        "aws_eks_workload_lbc_chart_version is 'latest': it must be a pinned chart version (x.y.z)",
     ),
     "a missing cost-centre tag": (
         {"aws_eks_workload_tags": {"environment": "staging", "owner": "platform-engineering"}},
@@ -18,7 +18,7 @@ CASES = {
     ),
     "a namespace Kubernetes refuses": (
         {"aws_eks_workload_app_namespace": "Free4AllWeb"},
-        "aws_eks_workload_app_namespace must be a DNS label",
+        "aws_eks_workload_app_namespace is 'Free4AllWeb': it must be a DNS label",
     ),
     "an sslmode libpq does not know": (
         {"aws_eks_workload_db_sslmode": "maybe"},
