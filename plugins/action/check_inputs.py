@@ -7,25 +7,10 @@ from __future__ import annotations
 
 import os
 
-import yaml
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.free4allweb.devops.plugins.module_utils import inputs
-
-
-def load_entry_point(role_path: str, entry_point: str) -> tuple[dict, dict]:
-    """(argument spec options, constraints) of one entry point of the role at `role_path`."""
-    with open(os.path.join(role_path, "meta", "argument_specs.yml"), encoding="utf-8") as f:
-        specs = (yaml.safe_load(f) or {}).get("argument_specs") or {}
-    if entry_point not in specs:
-        raise AnsibleActionFail(f"{role_path}: meta/argument_specs.yml has no entry point '{entry_point}'")
-    constraints = {}
-    path = os.path.join(role_path, "meta", "constraints.yml")
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            constraints = (yaml.safe_load(f) or {}).get(entry_point) or {}
-    return specs[entry_point].get("options") or {}, constraints
 
 
 class ActionModule(ActionBase):
@@ -40,7 +25,10 @@ class ActionModule(ActionBase):
         entry_point = self._task.args.get("entry_point") or "main"
         if not role_path or not os.path.isdir(str(role_path)):
             raise AnsibleActionFail(f"role_path must be a role's directory, got {role_path!r}")
-        spec, constraints = load_entry_point(str(role_path), entry_point)
+        entry_points = inputs.load_role(str(role_path))
+        if entry_point not in entry_points:
+            raise AnsibleActionFail(f"{role_path}: meta/argument_specs.yml has no entry point '{entry_point}'")
+        spec, constraints = entry_points[entry_point]
         values = {k: self._templar.template(task_vars[k]) for k in spec if k in task_vars}
         try:
             errors = inputs.check(spec, constraints, values)[1]

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import os
 import re
 from urllib.parse import urlsplit
 
@@ -71,7 +72,6 @@ _AWS_REGION = re.compile(
     r"^(us|eu|ap|sa|ca|me|af|il|mx)(-gov|-iso|-isob)?-"
     r"(north|south|east|west|central|northeast|southeast|northwest|southwest)-[1-9]$"
 )
-_AWS_ZONE = re.compile(r"^(?P<region>.+-[1-9])[a-z]$")
 _UNIX_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PG_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -158,6 +158,13 @@ def _relative_or_absolute_path(value) -> bool:
     return isinstance(value, str) and bool(value) and ".." not in value.split("/") and "\0" not in value
 
 
+def _zone_region(value):
+    """The region of an availability zone (eu-west-1a -> eu-west-1), or None."""
+    if not isinstance(value, str) or not re.match(r"^.+-[1-9][a-z]$", value):
+        return None
+    return value[:-1] if _AWS_REGION.match(value[:-1]) else None
+
+
 def _match(pattern):
     return lambda value: isinstance(value, str) and bool(pattern.match(value))
 
@@ -178,10 +185,7 @@ FORMATS = {
     "url": (_url, "an http:// or https:// URL with a host"),
     "duration": (_match(_DURATION), "a duration such as 500ms, 30s, 5m, 1h or 30d"),
     "aws_region": (_match(_AWS_REGION), "an AWS region such as eu-west-1"),
-    "aws_zone": (
-        lambda v: isinstance(v, str) and bool(_AWS_ZONE.match(v)) and bool(_AWS_REGION.match(v[:-1])),
-        "an AWS availability zone such as eu-west-1a",
-    ),
+    "aws_zone": (lambda v: _zone_region(v) is not None, "an AWS availability zone such as eu-west-1a"),
     "absolute_path": (_absolute_path, "an absolute path without '..'"),
     "path": (_relative_or_absolute_path, "a path without '..'"),
     "unix_name": (
@@ -343,7 +347,7 @@ def check_rule(rule: dict, values: dict) -> list[str]:
         zones, region = _lookup(values, zones_name), _lookup(values, region_name)
         if not isinstance(zones, list) or not isinstance(region, str):
             return []
-        wrong = [z for z in zones if not (isinstance(z, str) and z[:-1] == region and z[-1:].isalpha())]
+        wrong = [z for z in zones if _zone_region(z) != region]
         if wrong:
             return [
                 f"{zones_name} holds {_show(wrong)}, not zones of {region_name} ({_show(region)}) such as {region}a"
@@ -372,6 +376,21 @@ def check_constraints(constraints: dict | None, values: dict) -> list[str]:
     for rule in constraints.get("rules") or []:
         errors += check_rule(rule, values)
     return errors
+
+
+def load_role(role_path: str) -> dict:
+    """{entry point: (argument spec options, constraints)} of the role at `role_path`, from its
+    meta/argument_specs.yml and meta/constraints.yml (the controller's files)."""
+    import yaml  # the controller's (ansible-core's); imported here so hosts never need it
+
+    with open(os.path.join(role_path, "meta", "argument_specs.yml"), encoding="utf-8") as f:
+        specs = (yaml.safe_load(f) or {}).get("argument_specs") or {}
+    constraints = {}
+    path = os.path.join(role_path, "meta", "constraints.yml")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            constraints = yaml.safe_load(f) or {}
+    return {entry: (spec.get("options") or {}, constraints.get(entry) or {}) for entry, spec in specs.items()}
 
 
 def split_request_spec(spec: dict) -> tuple[dict, dict]:

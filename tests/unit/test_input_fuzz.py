@@ -56,11 +56,8 @@ WRONG_TYPE = {"int": "soon", "float": "soon", "bool": "maybe", "dict": "not-a-di
 
 def role_entry_points():
     for role in ROLES:
-        specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
-        path = role / "meta" / "constraints.yml"
-        constraints = (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
-        for entry, spec in specs.items():
-            yield f"{role.name}:{entry}", spec.get("options") or {}, constraints.get(entry) or {}
+        for entry, (spec, constraints) in inputs.load_role(str(role)).items():
+            yield f"{role.name}:{entry}", spec, constraints
 
 
 def request_entry_points():
@@ -70,6 +67,7 @@ def request_entry_points():
 
 
 ENTRY_POINTS = [*role_entry_points(), *request_entry_points()]
+BY_NAME = {entry: (spec, constraints) for entry, spec, constraints in ENTRY_POINTS}
 
 
 def templated(value) -> bool:
@@ -196,21 +194,25 @@ def break_rule(rule: dict, base: dict):
     return None
 
 
-CASES = [case for entry in ENTRY_POINTS for case in cases_for(*entry)]
+# (entry point, case id, variable named, values)
+CASES = [(entry[0], *case) for entry in ENTRY_POINTS for case in cases_for(*entry)]
+BASELINE_ERRORS = {
+    entry: inputs.check(spec, constraints, baseline(spec))[1] for entry, spec, constraints in ENTRY_POINTS
+}
 
 
 @pytest.mark.parametrize(("entry", "spec", "constraints"), ENTRY_POINTS, ids=[e[0] for e in ENTRY_POINTS])
 def test_the_baseline_is_accepted(entry, spec, constraints):
     """The defaults and examples themselves pass: a check that rejects everything proves nothing."""
-    _, errors = inputs.check(spec, constraints, baseline(spec))
+    errors = BASELINE_ERRORS[entry]
     assert errors == [], f"{entry}: its defaults and examples are rejected: {errors}"
 
 
-@pytest.mark.parametrize(("case", "named", "values"), CASES, ids=[c[0] for c in CASES])
-def test_a_bad_input_is_rejected_naming_the_variable(case, named, values):
-    spec, constraints = next((s, c) for e, s, c in ENTRY_POINTS if case.startswith(e + ":"))
+@pytest.mark.parametrize(("entry", "case", "named", "values"), CASES, ids=[c[1] for c in CASES])
+def test_a_bad_input_is_rejected_naming_the_variable(entry, case, named, values):
+    spec, constraints = BY_NAME[entry]
     # the baseline alone passes (test_the_baseline_is_accepted): the rejection is the bad value's
-    assert inputs.check(spec, constraints, baseline(spec))[1] == [], f"{case}: the baseline itself is rejected"
+    assert BASELINE_ERRORS[entry] == [], f"{case}: the baseline itself is rejected"
     _, errors = inputs.check(spec, constraints, values)
     assert errors, f"{case}: accepted {values.get(named)!r}"
     assert any(named in e for e in errors), f"{case}: rejected without naming {named}: {errors}"
@@ -218,7 +220,7 @@ def test_a_bad_input_is_rejected_naming_the_variable(case, named, values):
 
 def test_the_fuzz_is_large_enough():
     assert len(CASES) >= 150, len(CASES)
-    covered = {c[0].split(":")[0] for c in CASES}
+    covered = {c[0].split(":")[0] for c in CASES}  # the role or the request
     roles = {r.name for r in ROLES} | {p.stem for p in REQUESTS}
     assert roles <= covered, f"no bad case for {sorted(roles - covered)}"
 
@@ -230,12 +232,9 @@ def test_required_means_required():
     for role in ROLES:
         defaults_file = role / "defaults" / "main.yml"
         defaults = (yaml.safe_load(defaults_file.read_text()) or {}) if defaults_file.exists() else {}
-        specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
-        path = role / "meta" / "constraints.yml"
-        constraints = (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
-        for entry, spec in specs.items():
-            checks = (constraints.get(entry) or {}).get("options") or {}
-            for name, option in (spec.get("options") or {}).items():
+        for entry, (spec, constraints) in inputs.load_role(str(role)).items():
+            checks = constraints.get("options") or {}
+            for name, option in spec.items():
                 if not option.get("required"):
                     continue
                 if name in defaults:
@@ -274,7 +273,7 @@ def test_a_role_run_in_check_mode_stops_at_its_inputs(tmp_path):
     expect = {}
     for role in ROLES:
         entry = f"{role.name}:main"
-        spec, constraints = next((s, c) for e, s, c in ENTRY_POINTS if e == entry)
+        spec, constraints = BY_NAME[entry]
         picked = None
         for case, named, values in cases_for(entry, spec, constraints):
             if ":bad" not in case and ":rule" not in case:
