@@ -23,7 +23,8 @@ each option's ``check`` key. The language is the same::
 Checks of one value: min, max (numbers); min_length, max_length (strings, lists, dicts); format
 (FORMATS); pattern with says (a regular expression and what it means to a reader); equals;
 not_in; items (a check for every element of a list); fields (checks for keys of a dict); values
-(a check for every value of a dict); unique and ascending (lists); last (a list's last element).
+(a check for every value of a dict); unique and ascending (lists); last (a list's last element);
+or_empty (the empty string is accepted as "none", the other checks apply to any other value).
 A value that is None (not given, no default) is not checked: `required` in the argument spec says
 whether it must be given.
 
@@ -61,6 +62,7 @@ CHECK_KEYS = frozenset(
         "unique",
         "ascending",
         "last",
+        "or_empty",
     )
 )
 RULE_KINDS = frozenset(("distinct", "at_most", "less_than", "when", "windows_disjoint", "zones_in_region"))
@@ -218,6 +220,8 @@ def check_value(name: str, value, check: dict) -> list[str]:
     unknown = set(check) - CHECK_KEYS
     if unknown:
         raise InputSpecError(f"{name}: unknown check(s) {sorted(unknown)} (known: {sorted(CHECK_KEYS)})")
+    if check.get("or_empty") and value == "":  # "" stands for "none" here (no DR region, ...)
+        return []
     errors = []
     shown = _show(value)
     if "equals" in check and value != check["equals"]:
@@ -250,7 +254,7 @@ def check_value(name: str, value, check: dict) -> list[str]:
             raise InputSpecError(f"{name}: unknown format '{fmt}' (known: {sorted(FORMATS)})")
         test, allowed = FORMATS[fmt]
         if not test(value):
-            errors.append(f"{name} is {shown}: it must be {allowed}")
+            errors.append(f"{name} is {shown}: it must be {allowed}" + (", or empty" if check.get("or_empty") else ""))
     if "pattern" in check and (not isinstance(value, str) or not re.search(check["pattern"], value)):
         errors.append(f"{name} is {shown}: it must be {check.get('says') or 'matching ' + check['pattern']}")
     if isinstance(value, (list, tuple)):

@@ -108,6 +108,8 @@ def bad_values(option: dict, check: dict) -> list:
         out.append(not check["equals"] if isinstance(check["equals"], bool) else "something-else")
     if "not_in" in check:
         out.append(check["not_in"][0])
+    if check.get("or_empty"):
+        out = [v for v in out if v != ""]
     return out
 
 

@@ -140,3 +140,12 @@ def test_a_request_spec_keeps_its_checks_beside_each_option():
     ansible_spec, constraints = inputs.split_request_spec(spec)
     assert "check" not in ansible_spec["app_version"] and "check" in spec["app_version"]  # the input is not changed
     assert constraints == {"options": {"app_version": {"format": "version"}}}
+
+
+def test_or_empty_accepts_only_the_empty_string_besides_the_format():
+    check = {"format": "aws_region", "or_empty": True}
+    assert inputs.check_value("dr_region", "", check) == []
+    assert inputs.check_value("dr_region", "eu-central-1", check) == []
+    assert inputs.check_value("dr_region", "mars-1", check) == [
+        "dr_region is 'mars-1': it must be an AWS region such as eu-west-1, or empty"
+    ]
